@@ -1,13 +1,18 @@
-"""The `rlvr` command line: list what is registered, verify a completion by hand (train/eval/plot join here)."""
+"""The `rlvr` command line: train, evaluate, plot a run, list what is registered, verify a completion by hand."""
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
+
+if TYPE_CHECKING:
+    from rlvr.trainer import TrainConfig
 
 
 def _summary(obj: object) -> str:
@@ -80,9 +85,95 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_dotted(target: dict[str, object], key: str, value: object) -> None:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})  # type: ignore[assignment]
+        if not isinstance(target, dict):
+            raise SystemExit(f"override {key!r}: {part!r} is not a mapping")
+    target[leaf] = value
+
+
+def train_config(args: argparse.Namespace) -> "TrainConfig":
+    """Defaults, then the --config YAML file, then the flags, then dotted KEY=VALUE overrides."""
+    from rlvr.trainer import TrainConfig
+
+    values: dict[str, object] = {}
+    if args.config:
+        import yaml
+
+        with open(args.config) as f:
+            values.update(yaml.safe_load(f) or {})
+    for flag in ("model", "env", "algo", "out_dir", "steps", "seed"):
+        if getattr(args, flag, None) is not None:
+            values[flag] = getattr(args, flag)
+    for key, value in _parse_kwargs(args.overrides).items():
+        _set_dotted(values, key, value)
+    if "env" in values and "env_kwargs" not in values and values["env"] != TrainConfig.env:
+        values["env_kwargs"] = {}  # the default env's kwargs do not carry over to another env
+    return TrainConfig.from_dict(values)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlvr.plot import plot_run
+    from rlvr.trainer import Trainer
+
+    cfg = train_config(args)
+    records = Trainer(cfg).train(resume=args.resume)
+    evals = [r for r in records if "eval/pass@1" in r]
+    if evals:
+        print(f"held-out pass@1: {evals[0]['eval/pass@1']:.1%} (step {evals[0]['step']}) -> "
+              f"{evals[-1]['eval/pass@1']:.1%} (step {evals[-1]['step']})")
+    for path in plot_run(cfg.out_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rlvr.trainer import Trainer
+
+    cfg = train_config(args)
+    cfg.progress = False
+    print(json.dumps(Trainer(cfg).evaluate(), indent=2))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from rlvr.plot import plot_run
+
+    for path in plot_run(args.run_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="'tiny' (built in code), a saved model directory, or a hub id")
+    p.add_argument("--env", help="env id, e.g. rlvr/GSM8K-v0 (env kwargs: env_kwargs.path=...)")
+    p.add_argument("--algo", help="algorithm name (see `rlvr list algorithms`)")
+    p.add_argument("--config", help="YAML file with TrainConfig fields")
+    p.add_argument("--out-dir", dest="out_dir", help="run directory (metrics, checkpoints, plots)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted overrides of TrainConfig, e.g. steps=50 algo_kwargs.eps_high=0.3")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlvr", description="Reinforcement learning from verifiable rewards.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a policy with RL (no arguments: the embedded CPU demo)")
+    _add_run_args(p)
+    p.add_argument("--steps", type=int, help="RL steps")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="held-out greedy pass@1 and sampled pass@k of a model on an env")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("plot", help="write PNG learning curves of a run directory")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("list", help="list registered envs, verifiers and algorithms (plugins included)")
     p.add_argument("kind", nargs="?", choices=["envs", "verifiers", "algorithms"], help="only this kind")

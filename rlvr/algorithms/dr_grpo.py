@@ -1,0 +1,33 @@
+"""Dr. GRPO, GRPO done right (Liu et al., 2025, "Understanding R1-Zero-Like Training", arXiv:2503.20783).
+Drops GRPO's two biases: the std division of the advantage and the 1/|o_i| length normaliser.
+
+    A_hat_i = r_i - mean(r)
+    L = -1/G sum_i 1/MAX_TOKENS sum_l min(rho_i^l A_hat_i, clip(rho_i^l, 1 - eps, 1 + eps) A_hat_i)
+
+MAX_TOKENS (`norm_constant`) is any constant; the paper uses the generation budget, so set it to the
+trainer's max new tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from rlvr.algorithms import register
+from rlvr.algorithms.advantages import mean_baseline
+from rlvr.algorithms.base import Algorithm
+from rlvr.algorithms.core import Aggregation
+
+
+@register("dr_grpo")
+@dataclass
+class DrGRPO(Algorithm):
+    eps_low: float = 0.2  # eps
+    eps_high: float = 0.2
+    beta: float = 0.0
+    aggregation: Aggregation = "seq-mean-token-sum-norm"  # 1/G sum_i 1/MAX_TOKENS sum_l
+    norm_constant: float = 1024.0  # MAX_TOKENS
+
+    def advantages(self, rewards: Tensor) -> Tensor:
+        return mean_baseline(rewards)  # A_hat_i = r_i - mean(r), no std

@@ -1,0 +1,343 @@
+"""The RLVR training loop, one plain function of a config dataclass:
+
+    sample B prompts -> G completions each -> verify -> algorithm.select (dynamic sampling refills the batch)
+    -> advantages -> old (and reference) logprobs -> mu epochs of minibatch updates -> weight sync
+
+with held-out evaluation, JSONL metrics, checkpoints that resume exactly, and a clean stop on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import rlvr
+from rlvr import algorithms
+from rlvr.batch import build_batch, token_logprobs
+from rlvr.envs.prompt_env import PromptEnv
+from rlvr.models import load_policy
+from rlvr.rollout.base import Sampling
+from rlvr.types import Group, Problem
+from rlvr.verifiers.pool import make_executor
+from rlvr.warmstart import supervised_warmstart
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs. The defaults are the embedded CPU demo: a tiny model learns arithmetic."""
+
+    model: str = "tiny"  # "tiny", a local directory, or a hub id
+    env: str = "rlvr/Arithmetic-v0"
+    env_kwargs: dict[str, Any] = field(default_factory=lambda: {"level": 2})
+    algo: str = "dapo"
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    engine: str = "hf"  # "hf" or "vllm"
+    executor: str = "serial"  # verifier executor: "serial" or "process"
+    steps: int = 100
+    num_prompts: int = 16  # B
+    group_size: int = 8  # G
+    max_new_tokens: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 5
+    max_grad_norm: float = 1.0
+    epochs: int = 1  # mu: passes over each batch
+    minibatch_size: int = 0  # completions per optimizer step (0: the whole batch)
+    micro_batch_size: int = 0  # completions per forward pass, gradients accumulated (0: the minibatch)
+    warmstart_steps: int = 0  # supervised warm-start steps on gold answers before RL (0: none)
+    warmstart_lr: float = 3e-3
+    eval_every: int = 25
+    eval_problems: int = 200
+    eval_k: int = 4
+    save_every: int = 50
+    out_dir: str = "runs/rlvr"
+    seed: int = 0
+    threads: int = 0  # torch CPU threads (0: leave torch's default)
+    chat_template: bool = True  # render chat messages with the tokenizer's template when it has one
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+class Trainer:
+    """Owns the policy, engine, optimizer and data stream of one run."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.out = Path(cfg.out_dir)
+        algo_kwargs = dict(cfg.algo_kwargs)
+        if cfg.algo == "dr_grpo":  # Dr. GRPO's constant normaliser is the generation budget
+            algo_kwargs.setdefault("norm_constant", cfg.max_new_tokens)
+        self.algo = algorithms.make(cfg.algo, **algo_kwargs)
+        self.env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": "train"}).unwrapped
+        self.eval_env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": "test"}).unwrapped
+        self.executor = make_executor(cfg.executor)
+        self.model, self.tokenizer = load_policy(cfg.model)
+        self.use_chat = cfg.chat_template and getattr(self.tokenizer, "chat_template", None) is not None
+        self.engine = self._make_engine()
+        self.sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k)
+        self.data_rng = np.random.default_rng(cfg.seed)
+        self.step = 0
+        self.ref_model: torch.nn.Module | None = None
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99),
+                                           weight_decay=cfg.weight_decay)
+        warmup = max(1, cfg.warmup_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        self.eval_set = _distinct(self.eval_env.source, cfg.eval_problems)
+        self._stop = False
+
+    def _make_engine(self):
+        if self.cfg.engine == "hf":
+            from rlvr.rollout.hf import HFEngine
+
+            return HFEngine(self.model, self.tokenizer, add_special_tokens=not self.use_chat)
+        if self.cfg.engine == "vllm":
+            from rlvr.rollout.vllm import VLLMEngine
+
+            return VLLMEngine(self.cfg.model, self.tokenizer)
+        raise ValueError(f"engine must be 'hf' or 'vllm', got {self.cfg.engine!r}")
+
+    # -- prompts and rollouts ------------------------------------------------------------------------------
+    def prompt_text(self, problem: Problem, env: PromptEnv) -> str:
+        if self.use_chat:
+            return self.tokenizer.apply_chat_template(env.messages(problem), tokenize=False,
+                                                      add_generation_prompt=True)
+        return env.format_prompt(problem)
+
+    def rollout(self, problems: list[Problem], n: int, sampling: Sampling, env: PromptEnv) -> list[Group]:
+        prompts = [self.prompt_text(p, env) for p in problems]
+        completions = self.engine.generate(prompts, n, sampling)
+        items = [(p, c) for p, cs in zip(problems, completions) for c in cs]
+        verdicts = self.executor.map(env.verifier, items)
+        return [Group(p, cs, verdicts[i * n:(i + 1) * n]) for i, (p, cs) in enumerate(zip(problems, completions))]
+
+    def collect(self) -> tuple[list[Group], dict[str, float]]:
+        """B groups to learn from; with dynamic sampling, draw more prompts until B are kept or rounds run out."""
+        cfg, kept, drawn, rounds = self.cfg, [], 0, 0
+        limit = self.algo.max_gen_rounds if self.algo.dynamic_sampling else 1
+        while len(kept) < cfg.num_prompts and rounds < limit:
+            problems = [self.env.source.sample(self.data_rng) for _ in range(cfg.num_prompts)]
+            groups = self.rollout(problems, cfg.group_size, self.sampling, self.env)
+            drawn, rounds = drawn + len(groups), rounds + 1
+            kept.extend(self.algo.select(groups))
+            if rounds == 1:
+                first = groups  # reward statistics describe the policy, before any filtering
+        kept = kept[:cfg.num_prompts]
+        completions = [c for g in first for c in g.completions]
+        stats = {
+            "reward": float(np.mean([r for g in first for r in g.rewards])),
+            "accuracy": float(np.mean([v.correct for g in first for v in g.verdicts])),
+            "length": float(np.mean([len(c.token_ids) for c in completions])),
+            "truncated": float(np.mean([c.truncated for c in completions])),
+            "gen/groups_drawn": drawn, "gen/groups_kept": len(kept), "gen/groups_dropped": drawn - len(kept),
+            "gen/rounds": rounds,
+        }
+        return kept, stats
+
+    # -- the update ----------------------------------------------------------------------------------------
+    def update(self, groups: list[Group]) -> dict[str, float]:
+        cfg, algo = self.cfg, self.algo
+        completions = [c for g in groups for c in g.completions]
+        prompts = [self.prompt_text(g.problem, self.env) for g in groups for _ in g.completions]
+        batch = build_batch(self.tokenizer, prompts, completions, add_special_tokens=not self.use_chat)
+        keep = torch.tensor([0.0 if v.mask else 1.0 for g in groups for v in g.verdicts])
+        batch.completion_mask *= keep[:, None]  # verifier-masked completions (e.g. truncated) leave the loss
+        rewards = torch.tensor([g.rewards for g in groups], dtype=torch.float32)
+        advantages = algo.advantages(rewards).reshape(-1)
+        with torch.no_grad():
+            old_logp, entropy = token_logprobs(self.model, batch, with_entropy=True)
+            ref_logp = token_logprobs(self.ref_model, batch)[0] if algo.beta > 0 else None
+        mask = batch.completion_mask
+        engine_lp = _padded([c.logprobs or [] for c in completions], mask.shape)
+        metrics = {"entropy": float((entropy.sum() / mask.sum().clamp(min=1))),
+                   "logprob_mismatch": float(((engine_lp - old_logp).abs() * mask).sum() / mask.sum().clamp(min=1)),
+                   **algorithms.group_metrics(rewards)}
+        n = len(batch)
+        mb = cfg.minibatch_size or n
+        micro = cfg.micro_batch_size or mb
+        collected: dict[str, list[float]] = {}
+        for _ in range(cfg.epochs):
+            for start in range(0, n, mb):
+                idx = slice(start, min(start + mb, n))
+                num_tokens, num_seqs = float(mask[idx].sum()), float(mask[idx].shape[0])
+                self.optimizer.zero_grad(set_to_none=True)
+                for m0 in range(idx.start, idx.stop, micro):
+                    j = slice(m0, min(m0 + micro, idx.stop))
+                    logp, _ = token_logprobs(self.model, batch.select(j))
+                    loss, lm = algo.loss(logp, old_logp[j], None if ref_logp is None else ref_logp[j],
+                                         advantages[j], mask[j], num_tokens=num_tokens, num_seqs=num_seqs)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"step {self.step}: loss is {float(loss)}; metrics {lm}")
+                    loss.backward()
+                    for k, v in lm.items():
+                        collected.setdefault(k, []).append(v)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                collected.setdefault("grad_norm", []).append(float(grad_norm))
+                self.optimizer.step()
+                self.scheduler.step()
+        self.engine.sync_weights(self.model)
+        metrics.update({k: float(np.mean(v)) for k, v in collected.items()})
+        metrics["lr"] = self.scheduler.get_last_lr()[0]
+        return metrics
+
+    # -- evaluation ----------------------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        """Greedy pass@1 and sampled pass@k on the held-out problems."""
+        greedy = self.rollout(self.eval_set, 1, Sampling(self.cfg.max_new_tokens, temperature=0.0), self.eval_env)
+        out = {"eval/pass@1": float(np.mean([g.verdicts[0].correct for g in greedy]))}
+        if self.cfg.eval_k > 1:
+            sampled = self.rollout(self.eval_set, self.cfg.eval_k, self.sampling, self.eval_env)
+            out[f"eval/pass@{self.cfg.eval_k}"] = float(np.mean([g.num_correct > 0 for g in sampled]))
+        return out
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoint"
+
+    def save(self) -> None:
+        """Write the checkpoint next to the old one, then swap, so a kill mid-save loses nothing."""
+        tmp = self.out / "checkpoint.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp / "model")
+        self.tokenizer.save_pretrained(tmp / "model")
+        if self.ref_model is not None:
+            self.ref_model.save_pretrained(tmp / "ref")
+        torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(), "data_rng": self.data_rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+                    "numpy_rng": np.random.get_state(), "config": asdict(self.cfg)}, tmp / "state.pt")
+        old = self.out / "checkpoint.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if self.checkpoint_dir.exists():
+            self.checkpoint_dir.rename(old)
+        tmp.rename(self.checkpoint_dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def load(self) -> None:
+        ckpt = self.checkpoint_dir
+        if not (ckpt / "state.pt").exists():
+            raise FileNotFoundError(f"no checkpoint to resume from in {ckpt}")
+        state = torch.load(ckpt / "state.pt", weights_only=False)
+        model, _ = load_policy(str(ckpt / "model"))
+        self.model.load_state_dict(model.state_dict())
+        if (ckpt / "ref").exists():
+            self.ref_model = type(self.model).from_pretrained(ckpt / "ref").eval()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.data_rng.bit_generator.state = state["data_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        np.random.set_state(state["numpy_rng"])
+        self.step = state["step"]
+        self.engine.sync_weights(self.model)
+        _truncate_metrics(self.out / "metrics.jsonl", self.step)
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    def _request_stop(self, signum: int, _frame: Any) -> None:
+        self._stop = True
+
+    def log(self, record: dict[str, Any]) -> None:
+        with (self.out / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def train(self, resume: bool = False) -> list[dict[str, Any]]:
+        """Run to `cfg.steps`; returns the per-step metric records (also in `out_dir/metrics.jsonl`)."""
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        records: list[dict[str, Any]] = []
+        if resume:
+            self.load()
+        else:
+            (self.out / "metrics.jsonl").unlink(missing_ok=True)
+            self._warmstart()
+            self.log({"step": 0, **self.evaluate()})
+        if self.algo.beta > 0 and self.ref_model is None:
+            self.ref_model = copy.deepcopy(self.model).eval()
+        handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, desc="rlvr train")
+        try:
+            while self.step < cfg.steps and not self._stop:
+                t0 = time.perf_counter()
+                groups, stats = self.collect()
+                t_gen = time.perf_counter() - t0
+                record: dict[str, Any] = {"step": self.step + 1, **stats}
+                if groups:
+                    record.update(self.update(groups))
+                self.step += 1
+                tokens = stats["length"] * cfg.num_prompts * cfg.group_size * stats["gen/rounds"]
+                record.update({"tokens_per_s": tokens / max(t_gen, 1e-9), "time/step": time.perf_counter() - t0})
+                if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
+                    record.update(self.evaluate())
+                self.log(record)
+                records.append(record)
+                bar.update(1)
+                bar.set_postfix({k: f"{record[k]:.3g}" for k in ("reward", "accuracy", "length", "clip_frac_high",
+                                                               "kl_ref", "tokens_per_s") if k in record})
+                if cfg.save_every and self.step % cfg.save_every == 0:
+                    self.save()
+        finally:  # an exception propagates without saving: the last checkpoint stays the last good state
+            bar.close()
+            for s, h in handlers.items():
+                signal.signal(s, h)
+        self.save()
+        return records
+
+    def _warmstart(self) -> None:
+        if self.cfg.warmstart_steps:
+            losses = supervised_warmstart(self.model, self.tokenizer, self.env, self.cfg.warmstart_steps,
+                                          lr=self.cfg.warmstart_lr, seed=self.cfg.seed + 1)
+            self.log({"step": 0, "warmstart/steps": self.cfg.warmstart_steps, "warmstart/final_loss": losses[-1]})
+            self.engine.sync_weights(self.model)
+
+
+def _distinct(source: Any, limit: int) -> list[Problem]:
+    """Up to `limit` distinct held-out problems (a small split, like one-digit sums, has fewer)."""
+    seen: dict[str, Problem] = {}
+    for _, p in zip(range(50 * limit), source):
+        seen.setdefault(p.id if not hasattr(source, "content_key") else source.content_key(p), p)
+        if len(seen) == limit:
+            break
+    return list(seen.values())
+
+
+def _padded(rows: list[list[float]], shape: torch.Size) -> torch.Tensor:
+    out = torch.zeros(shape)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = torch.tensor(row[:shape[1]])
+    return out
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop records logged after the checkpoint, so a resumed run's log reads like an unbroken one."""
+    if path.exists():
+        lines = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= step]
+        path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> list[dict[str, Any]]:
+    return Trainer(cfg).train(resume=resume)

@@ -1,0 +1,176 @@
+"""The `math` verifier: extract the model's final answer and judge it equivalent to the gold answer with
+math-verify (fractions, decimals, percentages, sets, intervals, matrices, `x=3` vs `3`, LaTeX vs plain text,
+thousands separators, units and degrees). Plain numbers take an exact fast path; everything else runs in a worker
+process under a hard deadline, because math-verify's own `signal.alarm` timeouts only work on the main thread
+and cannot interrupt C code."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from rlvr.types import Completion, Problem, Verdict
+from rlvr.verifiers import register
+from rlvr.verifiers.extract import EXTRACTORS, clean, extract_answer, last_boxed
+from rlvr.verifiers.pool import call_with_deadline, in_worker
+
+KILL_GRACE = 1.0  # seconds past the soft deadline before the worker is killed outright
+PLAIN_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+MAX_FAST_DIGITS = 15  # math-verify compares longer decimals at limited float precision: leave them to it
+
+
+class SoftTimeout(BaseException):
+    """Raised by SIGALRM inside a worker; a BaseException so that math-verify's `except Exception` passes it on."""
+
+
+@contextmanager
+def soft_deadline(seconds: float) -> Iterator[None]:
+    """Interrupt Python-level work after `seconds` on the main thread (a no-op elsewhere: the kill still applies)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def fire(signum: int, frame: Any) -> None:
+        raise SoftTimeout
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def plain_number(text: str) -> Fraction | None:
+    """The exact value of an integer or decimal (thousands separators allowed), else None."""
+    if not PLAIN_NUMBER.fullmatch(text):
+        return None
+    digits = text.replace(",", "").lstrip("+-")
+    return Fraction(text.replace(",", "")) if len(digits.replace(".", "")) <= MAX_FAST_DIGITS else None
+
+
+def numbers_equal(gold: str, answer: str, float_rounding: int = 6) -> bool | None:
+    """Decide plain-number pairs the way math-verify would, without sympy; None when it cannot be sure."""
+    a, b = plain_number(gold), plain_number(answer)
+    if a is None or b is None:
+        return None
+    if a == b:
+        return True
+    if a.denominator == 1 and b.denominator == 1:
+        return False
+    # Rounding both to `float_rounding` places moves each by at most half a unit: farther apart never matches.
+    return False if abs(a - b) > Fraction(1, 10**float_rounding) else None
+
+
+class _QuietTimeoutWarning(logging.Filter):
+    """math-verify warns once per process that its signal timeouts are off; ours replace them, so drop it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+@lru_cache(maxsize=1)
+def _math_verify() -> Any:
+    import math_verify
+
+    for name in ("math_verify.parser", "math_verify.grader"):
+        logging.getLogger(name).addFilter(_QuietTimeoutWarning())
+    return math_verify
+
+
+@lru_cache(maxsize=8192)
+def parse_answer(answer: str) -> list:
+    """math-verify's parse of one bare answer (as if boxed), cached: gold answers repeat across a whole run."""
+    return _math_verify().parse("\\boxed{" + answer + "}", parsing_timeout=None)
+
+
+@lru_cache(maxsize=8192)
+def equivalent(gold: str, answer: str, float_rounding: int, numeric_precision: int, strict: bool) -> bool:
+    return _math_verify().verify(parse_answer(gold), parse_answer(answer), float_rounding=float_rounding,
+                                 numeric_precision=numeric_precision, strict=strict, timeout_seconds=None)
+
+
+@dataclass(frozen=True)
+class Judge:
+    """The heavy comparison, run where a parent can kill it: (correct, error or None)."""
+
+    timeout: float
+    float_rounding: int
+    numeric_precision: int
+    strict: bool
+
+    def __call__(self, gold: str, answer: str) -> tuple[bool, str | None]:
+        try:
+            with soft_deadline(self.timeout):
+                if equivalent(gold, answer, self.float_rounding, self.numeric_precision, self.strict):
+                    return True, None
+                if not parse_answer(gold):
+                    return False, f"parse error: gold answer {gold[:80]!r} did not parse"
+                parsed = parse_answer(answer)
+        except SoftTimeout:
+            return False, f"timeout: no verdict within the {self.timeout:g} s deadline"
+        if not any(not isinstance(p, str) for p in parsed):
+            return False, "parse error: the answer is not a math expression math-verify can read"
+        return False, "not equivalent"
+
+
+@lru_cache(maxsize=8192)
+def gold_answer(gold: str) -> str:
+    """The gold answer without wrapping: the content of its last box if it has one, else the cleaned string."""
+    return clean(last_boxed(gold) or gold)
+
+
+@register("math")
+@dataclass
+class MathVerifier:
+    """Reward 1.0 when the extracted answer is equivalent to `Problem.answer`, else 0.0 with the reason ('no answer
+    found', 'not equivalent', 'parse error: ...', 'timeout: ...'). `extract` is the order in which extractors are
+    tried (boxed, gsm8k, answer_is, last_number); `timeout` is the hard per-answer deadline in seconds."""
+
+    extract: tuple[str, ...] = ("boxed", "gsm8k", "answer_is", "last_number")
+    timeout: float = 5.0
+    max_answer_chars: int = 1000
+    float_rounding: int = 6
+    numeric_precision: int = 15
+    strict: bool = True
+    fast_path: bool = True
+    name: ClassVar[str] = "math"
+
+    def __post_init__(self) -> None:
+        self.extract = (self.extract,) if isinstance(self.extract, str) else tuple(self.extract)
+        unknown = [e for e in self.extract if e not in EXTRACTORS]
+        if unknown or not self.extract:
+            raise ValueError(f"math verifier: unknown extractor(s) {unknown or self.extract}; "
+                             f"choose from {', '.join(EXTRACTORS)}")
+        if self.timeout <= 0:
+            raise ValueError(f"math verifier: timeout must be > 0 seconds, got {self.timeout}")
+
+    def __call__(self, problem: Problem, completion: Completion | str) -> Verdict:
+        if problem.answer is None:
+            raise ValueError(f"problem {problem.id!r} has no gold answer; the math verifier needs Problem.answer")
+        answer = extract_answer(Completion.coerce(completion).text, self.extract)
+        if answer is None:
+            return Verdict(0.0, False, error="no answer found")
+        if len(answer) > self.max_answer_chars:
+            return Verdict(0.0, False, extracted=answer[:self.max_answer_chars] + "...",
+                           error=f"parse error: answer has {len(answer)} characters (limit {self.max_answer_chars})")
+        gold = gold_answer(str(problem.answer))
+        correct = numbers_equal(gold, answer, self.float_rounding) if self.fast_path else None
+        if correct is not None:
+            return Verdict(float(correct), correct, extracted=answer, error=None if correct else "not equivalent")
+        judge = Judge(self.timeout, self.float_rounding, self.numeric_precision, self.strict)
+        if in_worker():
+            correct, error = judge(gold, answer)
+        else:
+            ok, value = call_with_deadline(judge, (gold, answer), self.timeout + KILL_GRACE)
+            correct, error = value if ok else (False, value)
+        return Verdict(float(correct), correct, extracted=answer, error=error)
