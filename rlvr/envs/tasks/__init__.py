@@ -1,0 +1,1 @@
+"""Task sources: procedural (Arithmetic, Countdown) and file-backed (math and code sets)."""
