@@ -39,6 +39,8 @@ class TrainConfig:
     model: str = "tiny"  # "tiny", a local directory, or a hub id
     env: str = "rlvr/Arithmetic-v0"
     env_kwargs: dict[str, Any] = field(default_factory=lambda: {"level": 2})
+    train_split: str = "train"
+    eval_split: str = "test"  # held-out problems for evaluation
     algo: str = "dapo"
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     engine: str = "hf"  # "hf" or "vllm"
@@ -92,8 +94,8 @@ class Trainer:
         if cfg.algo == "dr_grpo":  # Dr. GRPO's constant normaliser is the generation budget
             algo_kwargs.setdefault("norm_constant", cfg.max_new_tokens)
         self.algo = algorithms.make(cfg.algo, **algo_kwargs)
-        self.env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": "train"}).unwrapped
-        self.eval_env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": "test"}).unwrapped
+        self.env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": cfg.train_split}).unwrapped
+        self.eval_env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": cfg.eval_split}).unwrapped
         self.executor = make_executor(cfg.executor)
         self.model, self.tokenizer = load_policy(cfg.model)
         self.use_chat = cfg.chat_template and getattr(self.tokenizer, "chat_template", None) is not None

@@ -1,0 +1,150 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+import rlvr
+from rlvr import algorithms
+from rlvr.batch import build_batch, token_logprobs
+from rlvr.cli import main as cli_main
+from rlvr.envs.tasks.arithmetic import Arithmetic
+from rlvr.models import char_tokenizer, load_policy, tiny_model
+from rlvr.rollout.base import Sampling
+from rlvr.rollout.hf import HFEngine
+from rlvr.trainer import TrainConfig, Trainer
+from rlvr.types import Completion, Problem, Verdict
+
+torch.set_num_threads(1)
+
+
+@dataclass
+class DigitFirst:
+    """An easy reward a from-scratch model can learn in a few steps: the completion starts with a digit."""
+
+    name: str = "digit_first"
+
+    def __call__(self, problem: Problem, completion: Completion) -> Verdict:
+        ok = completion.text[:1].isdigit()
+        return Verdict(float(ok), ok)
+
+
+def digit_first_env(**kwargs):
+    """Arithmetic prompts rewarded for starting the answer with a digit (a test task)."""
+    return rlvr.PromptEnv(Arithmetic(1, **kwargs), verifier=DigitFirst())
+
+
+rlvr.register("rlvrtest/DigitFirst-v0", digit_first_env)
+
+
+def easy_config(tmp_path, **overrides) -> TrainConfig:
+    values = dict(env="rlvrtest/DigitFirst-v0", env_kwargs={}, steps=12, num_prompts=8, group_size=8,
+                  max_new_tokens=2, lr=1e-2, warmup_steps=1, eval_every=0, eval_problems=8, save_every=0,
+                  out_dir=str(tmp_path / "run"), progress=False)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.mark.parametrize("algo", algorithms.names())
+def test_every_algorithm_improves_reward_on_an_easy_task(tmp_path, algo):
+    records = Trainer(easy_config(tmp_path, algo=algo)).train()
+    untrained = records[0]["reward"]  # sampled before the first update
+    final = sum(r["reward"] for r in records[-3:]) / 3
+    assert untrained < 0.4 and final > untrained + 0.25, (untrained, final)
+
+
+def _comparable(path):
+    drop = ("time/step", "tokens_per_s")
+    return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in open(path)]
+
+
+def test_resume_gives_the_same_metrics_as_an_unbroken_run(tmp_path):
+    base = dict(algo="grpo", steps=4, eval_every=2, save_every=2, algo_kwargs={"beta": 0.04})
+    Trainer(easy_config(tmp_path / "a", **base)).train()
+    Trainer(easy_config(tmp_path / "b", **{**base, "steps": 2})).train()
+    Trainer(easy_config(tmp_path / "b", **base)).train(resume=True)
+    unbroken, resumed = _comparable(tmp_path / "a/run/metrics.jsonl"), _comparable(tmp_path / "b/run/metrics.jsonl")
+    assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4]
+    assert resumed == unbroken
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
+        Trainer(easy_config(tmp_path)).train(resume=True)
+
+
+def test_dynamic_sampling_keeps_only_mixed_groups_and_fills_the_batch(tmp_path):
+    trainer = Trainer(easy_config(tmp_path, algo="dapo", algo_kwargs={"max_gen_rounds": 20}))
+    groups, stats = trainer.collect()
+    assert len(groups) == 8 and stats["gen/groups_kept"] == 8
+    assert all(0 < g.num_correct < len(g) for g in groups)
+    assert stats["gen/groups_drawn"] == 8 * stats["gen/rounds"] and stats["gen/rounds"] > 1
+    assert stats["gen/groups_dropped"] == stats["gen/groups_drawn"] - 8
+
+
+def test_engine_logprobs_match_the_learner_for_the_same_weights():
+    tokenizer = char_tokenizer()
+    model = tiny_model(tokenizer, seed=3).eval()
+    engine = HFEngine(model, tokenizer)
+    torch.manual_seed(0)
+    prompts = ["1 + 2 =", "13 + 24 - 7 ="]
+    groups = engine.generate(prompts, 3, Sampling(max_new_tokens=6, temperature=1.0))
+    completions = [c for g in groups for c in g]
+    batch = build_batch(tokenizer, [p for p in prompts for _ in range(3)], completions)
+    with torch.no_grad():
+        logp, _ = token_logprobs(model, batch)
+    for i, c in enumerate(completions):
+        assert c.token_ids and len(c.logprobs) == len(c.token_ids)
+        assert torch.allclose(logp[i, :len(c.token_ids)], torch.tensor(c.logprobs), atol=1e-4)
+        assert batch.completion_mask[i].sum() == len(c.token_ids)
+
+
+def test_a_model_saved_to_disk_trains_through_the_model_path(tmp_path, capsys):
+    model, tokenizer = load_policy("tiny")
+    model.save_pretrained(tmp_path / "saved")
+    tokenizer.save_pretrained(tmp_path / "saved")
+    out = tmp_path / "run"
+    code = cli_main(["train", "--model", str(tmp_path / "saved"), "--env", "rlvr/Arithmetic-v0", "--algo", "grpo",
+                     "--out-dir", str(out), "steps=2", "num_prompts=2", "group_size=2", "max_new_tokens=3",
+                     "eval_problems=4", "eval_every=2", "progress=False"])
+    assert code == 0
+    records = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert records[-1]["step"] == 2 and "eval/pass@1" in records[-1]
+    assert (out / "checkpoint/model/config.json").exists() and (out / "plots/reward.png").exists()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_policy(str(tmp_path))
+
+
+def test_yaml_config_and_dotted_overrides(tmp_path):
+    from rlvr.cli import build_parser, train_config
+
+    (tmp_path / "run.yaml").write_text("algo: gspo\nsteps: 7\nalgo_kwargs:\n  eps_low: 0.001\n")
+    args = build_parser().parse_args(["train", "--config", str(tmp_path / "run.yaml"), "algo_kwargs.eps_high=0.002",
+                                      "env_kwargs.level=3"])
+    cfg = train_config(args)
+    assert (cfg.algo, cfg.steps, cfg.algo_kwargs, cfg.env_kwargs["level"]) == (
+        "gspo", 7, {"eps_low": 0.001, "eps_high": 0.002}, 3)
+    with pytest.raises(ValueError, match="unknown config keys"):
+        train_config(build_parser().parse_args(["train", "stpes=3"]))
+
+
+def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rlvr.cli", "train", "--out-dir", str(out), "steps=100000",
+                             "save_every=0", "eval_every=0", "progress=False", "num_prompts=2", "group_size=2",
+                             "threads=1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    state = torch.load(out / "checkpoint/state.pt", weights_only=False)
+    steps_logged = max(json.loads(line)["step"] for line in metrics.read_text().splitlines())
+    assert state["step"] == steps_logged >= 2
