@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from torch import Tensor
+
 import rlvr
+from rlvr.algorithms.reinforce import Reinforce
 from rlvr.envs.tasks.base import ProceduralSource
 from rlvr.types import Completion, Problem, Verdict
 
@@ -36,6 +39,14 @@ class ReverseWords(ProceduralSource):
 
     def key_of(self, problem_id: str) -> int:
         return int(problem_id.removeprefix("reverse-"))
+
+
+@dataclass
+class ReinforceNoBaseline(Reinforce):
+    """REINFORCE without a baseline: A_hat_i = r_i (unbiased, higher variance)."""
+
+    def advantages(self, rewards: Tensor) -> Tensor:
+        return rewards.clone()
 
 
 def make_reverse_env(**kwargs) -> rlvr.PromptEnv:
