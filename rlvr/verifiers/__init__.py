@@ -27,6 +27,6 @@ def make(spec: str | Verifier | list[Any], **overrides: Any) -> Verifier:
 
 
 # Built-in verifiers register themselves on import.
-from rlvr.verifiers import countdown, math_verifier  # noqa: E402,F401
+from rlvr.verifiers import code, countdown, math_verifier  # noqa: E402,F401
 
 __all__ = ["VERIFIERS", "Compose", "Executor", "SerialExecutor", "Verifier", "make", "names", "register"]

@@ -1,0 +1,189 @@
+"""Hostile programs: each scores 0, harms neither the host nor the next verification, and leaves nothing behind.
+Every hostile program returns the right answer only if its attack worked, so a leak would also show as a pass."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from rlvr.types import Problem
+from rlvr.verifiers import sandbox
+from rlvr.verifiers.code import CodeVerifier, Limits
+
+PROMPT = "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n"
+TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
+PROBLEM = Problem(id="hostile/add", prompt=PROMPT,
+                  tests={"kind": "humaneval", "prompt": PROMPT, "test": TEST, "entry_point": "add"})
+GOOD = "    return a + b\n"
+SYSTEM_PYTHON = "/usr/bin/python3"
+FAKE_REPORT = '{"status": "ok", "tests": [{"ok": true}]}'
+
+
+def program(body: str) -> str:
+    return "```python\n" + body + "\n```"
+
+
+HOSTILE = {
+    "infinite loop": ("def add(a, b):\n    while True:\n        pass\n", "timeout"),
+    "busy loop at import": ("while True:\n    pass\n", "timeout"),
+    "fork bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n", "timeout"),
+    "memory bomb": ("def add(a, b):\n    x = bytearray(1 << 34)\n    return a + b\n", "memory"),
+    "growing memory": ("def add(a, b):\n    xs = []\n    while True:\n        xs.append(bytearray(64 << 20))\n", "memory"),
+    "100 MB of output": ("import sys\nsys.stdout.write('x' * (100 << 20))\n"
+                         "def add(a, b):\n    return a + b\n", "output limit"),
+    "os._exit(0) before the tests": ("import os\nos._exit(0)\ndef add(a, b):\n    return a + b\n", "exited"),
+    "sys.exit(0)": ("import sys\nsys.exit(0)\ndef add(a, b):\n    return a + b\n", "exception: SystemExit"),
+    "redefine check and assert": ("import builtins\nbuiltins.AssertionError = type('E', (BaseException,), {})\n"
+                                  "def check(candidate):\n    return True\n"
+                                  "def add(a, b):\n    return 0\n", "wrong answer"),
+    "fake success output": ("import os\nfor fd in range(3, 64):\n    try:\n"
+                            f"        os.write(fd, len({FAKE_REPORT!r}).to_bytes(4, 'big') + {FAKE_REPORT!r}.encode())\n"
+                            "    except OSError:\n        pass\n"
+                            f"print({FAKE_REPORT!r})\nprint('passed')\ndef add(a, b):\n    return 0\n", None),
+    "write into other processes' fds": (
+        "import os\nfor pid in os.listdir('/proc'):\n    try:\n        fds = os.listdir(f'/proc/{pid}/fd')\n"
+        "    except OSError:\n        continue\n    for fd in fds:\n        try:\n"
+        "            with open(f'/proc/{pid}/fd/{fd}', 'w') as f:\n"
+        f"                f.write({FAKE_REPORT!r})\n        except OSError:\n            pass\n"
+        "def add(a, b):\n    return 0\n", None),
+    "kill the parent": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+                        "def add(a, b):\n    return a + b\n", None),
+    "kill every process it can": ("import os, signal\nos.kill(-1, signal.SIGKILL)\n"
+                                  "def add(a, b):\n    return a + b\n", None),
+}
+
+
+@pytest.fixture(scope="module")
+def verifier() -> CodeVerifier:
+    return CodeVerifier(limits=Limits(timeout_s=2, cpu_s=2, memory_mb=512, max_procs=16))
+
+
+def sandbox_processes() -> list[int]:
+    """Pids of live processes that belong to a sandbox started by this test process: our descendants, and
+    (on a root host) anything running as a sandbox uid."""
+    parents, uids = {}, {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if fields[0] == "Z":
+            continue
+        parents[int(pid)] = int(fields[1])
+        uids[int(pid)] = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    in_range = range(sandbox.UID_BASE, sandbox.UID_BASE + sandbox.UID_SLOTS)
+    return [pid for pid in parents if descends(pid) or (os.geteuid() == 0 and uids[pid] in in_range)]
+
+
+def assert_no_sandbox_processes() -> None:
+    """Killed processes can take a few ms to exit, so look again for up to 2 s before calling one a leftover."""
+    deadline = time.monotonic() + 2
+    while (left := sandbox_processes()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert left == []
+
+
+def assert_clean_after(verifier: CodeVerifier, verdict) -> None:
+    assert (verdict.reward, verdict.correct) == (0.0, False), verdict
+    assert_no_sandbox_processes()
+    assert verifier(PROBLEM, GOOD).correct, "the next verification was harmed"
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_program_scores_zero(verifier, name):
+    body, cause = HOSTILE[name]
+    verdict = verifier(PROBLEM, program(body))
+    if cause is not None:
+        assert cause in verdict.error, verdict.error
+    assert_clean_after(verifier, verdict)
+
+
+def test_cannot_write_outside_the_scratch_dir(verifier, tmp_path):
+    target = tmp_path / "escaped.txt"
+    os.chmod(tmp_path, 0o777)  # even a world-writable host dir must be out of reach
+    body = f"def add(a, b):\n    open({str(target)!r}, 'w').write('x')\n    return a + b\n"
+    verdict = verifier(PROBLEM, program(body))
+    assert not target.exists()
+    assert_clean_after(verifier, verdict)
+
+
+def test_cannot_read_a_host_file(verifier, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("42")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(secret, 0o644)  # world-readable on the host: only the mount namespace hides it
+    body = f"def add(a, b):\n    return int(open({str(secret)!r}).read()) - 42 + a + b\n"
+    verdict = verifier(PROBLEM, program(body))
+    assert "FileNotFoundError" in verdict.error, verdict.error
+    assert_clean_after(verifier, verdict)
+
+
+def test_cannot_reach_a_loopback_listener(verifier):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.setblocking(False)
+        port = server.getsockname()[1]
+        body = (f"import socket\ndef add(a, b):\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+                "    return a + b\n")
+        verdict = verifier(PROBLEM, program(body))
+        with pytest.raises(BlockingIOError):
+            server.accept()
+    assert verdict.error.startswith("test 0: exception: "), verdict.error
+    assert_clean_after(verifier, verdict)
+
+
+@pytest.fixture
+def scratch_root():
+    """A scratch root the sandbox uid can traverse (pytest's tmp_path lies under a 0700 directory)."""
+    root = tempfile.mkdtemp(prefix="rlvr-test-scratch-")
+    os.chmod(root, 0o755)
+    yield Path(root)
+    os.rmdir(root)  # fails the test run if anything was left inside
+
+
+def test_scratch_dirs_are_removed(scratch_root):
+    """Levels below bwrap use a host scratch dir: it is the working dir, and it is gone afterwards."""
+    if not Path(SYSTEM_PYTHON).exists() or not sandbox.works("unshare", SYSTEM_PYTHON):
+        pytest.skip("unshare cannot run an interpreter here")
+    verifier = CodeVerifier(isolation="unshare", python=SYSTEM_PYTHON, scratch_root=str(scratch_root),
+                            limits=Limits(timeout_s=2))
+    body = ("import os\nos.makedirs('d/e')\nopen('d/e/f', 'w').write('x')\nos.chmod('d', 0)\n"
+            "def add(a, b):\n    return a + b\n")
+    verdict = verifier(PROBLEM, program(body))
+    assert verdict.correct and verdict.isolation == "unshare"
+    assert list(scratch_root.iterdir()) == []
+
+
+def test_unshare_level_has_no_network(tmp_path):
+    if not Path(SYSTEM_PYTHON).exists() or not sandbox.works("unshare", SYSTEM_PYTHON):
+        pytest.skip("unshare cannot run an interpreter here")
+    verifier = CodeVerifier(isolation="unshare", python=SYSTEM_PYTHON, limits=Limits(timeout_s=2))
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        body = (f"import socket\ndef add(a, b):\n    socket.create_connection(('127.0.0.1', "
+                f"{server.getsockname()[1]}), timeout=1)\n    return a + b\n")
+        assert_clean_after(verifier, verifier(PROBLEM, program(body)))
+
+
+def test_plain_data_codec_round_trips_and_refuses_objects():
+    value = [1, 2.5, "s", None, True, (1, (2,)), {3, 4}, frozenset({5}), {"k": [1], (1, 2): b"\x00"}, 1 + 2j]
+    assert sandbox.decode(sandbox.encode(value)) == value
+    assert type(sandbox.decode(sandbox.encode((1,)))) is tuple
+    with pytest.raises(TypeError, match="cannot cross the sandbox boundary"):
+        sandbox.encode(object())
