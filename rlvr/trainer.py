@@ -44,6 +44,7 @@ class TrainConfig:
     algo: str = "dapo"
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     engine: str = "hf"  # "hf" or "vllm"
+    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", ...
     executor: str = "serial"  # verifier executor: "serial" or "process"
     steps: int = 100
     num_prompts: int = 16  # B
@@ -97,7 +98,8 @@ class Trainer:
         self.env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": cfg.train_split}).unwrapped
         self.eval_env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": cfg.eval_split}).unwrapped
         self.executor = make_executor(cfg.executor)
-        self.model, self.tokenizer = load_policy(cfg.model)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+        self.model, self.tokenizer = load_policy(cfg.model, device=device)
         self.use_chat = cfg.chat_template and getattr(self.tokenizer, "chat_template", None) is not None
         self.engine = self._make_engine()
         self.sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k)
@@ -119,7 +121,12 @@ class Trainer:
         if self.cfg.engine == "vllm":
             from rlvr.rollout.vllm import VLLMEngine
 
-            return VLLMEngine(self.cfg.model, self.tokenizer)
+            path = self.cfg.model
+            if path == "tiny":  # vLLM loads from a directory: hand it the freshly built model
+                path = str(self.out / "initial_model")
+                self.model.save_pretrained(path)
+                self.tokenizer.save_pretrained(path)
+            return VLLMEngine(path, self.tokenizer, seed=self.cfg.seed)
         raise ValueError(f"engine must be 'hf' or 'vllm', got {self.cfg.engine!r}")
 
     # -- prompts and rollouts ------------------------------------------------------------------------------
