@@ -5,7 +5,7 @@ import pytest
 
 from rlvr.envs.tasks.arithmetic import LEVELS, Arithmetic
 from rlvr.envs.tasks.countdown import Countdown
-from rlvr.envs.tasks.files import MATH_FIELDS, CodeFile, DatasetError, MathFields, MathFile, last_boxed
+from rlvr.envs.tasks.files import MATH_FIELDS, CodeFile, DatasetError, MathFields, MathFile
 from rlvr.safe_eval import evaluate, literals
 from rlvr.verifiers import make as make_verifier
 
@@ -87,12 +87,6 @@ def test_math_rows_take_the_last_boxed_answer(data_dir):
     answers = [src.get(f"math-{i}").answer for i in range(1, 7)]
     assert answers == ["\\frac{5}{6}", "4", "16", "(-2, 2)", "10", "x + 1"]
     assert src.get("math-1").meta == {"level": "Level 1", "type": "Prealgebra"}
-
-
-def test_last_boxed_balances_braces():
-    assert last_boxed(r"\boxed{1} then \boxed{\frac{a}{b}}") == r"\frac{a}{b}"
-    assert last_boxed(r"\fbox{7}") == "7"
-    assert last_boxed("no box") is None and last_boxed(r"\boxed{unclosed") is None
 
 
 def test_malformed_rows_name_file_line_and_field(tmp_path):

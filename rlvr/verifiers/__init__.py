@@ -27,6 +27,8 @@ def make(spec: str | Verifier | list[Any], **overrides: Any) -> Verifier:
 
 
 # Built-in verifiers register themselves on import.
-from rlvr.verifiers import code, countdown, math_verifier  # noqa: E402,F401
+from rlvr.verifiers import code, countdown, format, math_verifier, overlong  # noqa: E402,F401
+from rlvr.verifiers.pool import VerifierPool, make_executor  # noqa: E402
 
-__all__ = ["VERIFIERS", "Compose", "Executor", "SerialExecutor", "Verifier", "make", "names", "register"]
+__all__ = ["VERIFIERS", "Compose", "Executor", "SerialExecutor", "Verifier", "VerifierPool", "make", "make_executor",
+           "names", "register"]

@@ -23,7 +23,11 @@ from rlvr.verifiers.extract import EXTRACTORS, clean, extract_answer, last_boxed
 from rlvr.verifiers.pool import call_with_deadline, in_worker
 
 KILL_GRACE = 1.0  # seconds past the soft deadline before the worker is killed outright
-PLAIN_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+DECIMAL = re.compile(r"[+-]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)")
+FRACTION = re.compile(r"(-?)(?:\\[dt]?frac(?:\{(-?\d+)\}\{(\d+)\}|(\d)(\d))|(\d+)/(\d+))")
+DEGREES = re.compile(r"\^\s*(?:\\circ|\{\s*\\circ\s*\})$")
+SPACE_AROUND_OPERATOR = re.compile(r"(?<!\\)\s*([=<>+\-*/])\s*")
+SPACE_INSIDE_BRACKETS = re.compile(r"([(\[{])\s+|(?<!\\)\s+([)\]}])")
 MAX_FAST_DIGITS = 15  # math-verify compares longer decimals at limited float precision: leave them to it
 
 
@@ -50,25 +54,47 @@ def soft_deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def plain_number(text: str) -> Fraction | None:
-    """The exact value of an integer or decimal (thousands separators allowed), else None."""
-    if not PLAIN_NUMBER.fullmatch(text):
+def plain_value(text: str) -> tuple[Fraction, bool] | None:
+    """(exact value, written as a decimal?) of an integer, a decimal (thousands separators allowed) or an integer
+    fraction (`\\frac{a}{b}`, `\\dfrac12`, `a/b`), in degrees or not (math-verify drops `^\\circ`); None for
+    anything else."""
+    if sum(c.isdigit() for c in text) > MAX_FAST_DIGITS:
         return None
-    digits = text.replace(",", "").lstrip("+-")
-    return Fraction(text.replace(",", "")) if len(digits.replace(".", "")) <= MAX_FAST_DIGITS else None
+    text = DEGREES.sub("", text)
+    if DECIMAL.fullmatch(text):
+        return Fraction(text.replace(",", "")), "." in text
+    match = FRACTION.fullmatch(text)
+    if not match:
+        return None
+    sign, *parts = match.groups()
+    num, den = [int(x) for x in parts if x is not None]
+    return (Fraction(-num if sign else num, den), False) if den else None
 
 
 def numbers_equal(gold: str, answer: str, float_rounding: int = 6) -> bool | None:
-    """Decide plain-number pairs the way math-verify would, without sympy; None when it cannot be sure."""
-    a, b = plain_number(gold), plain_number(answer)
+    """Decide number pairs the way math-verify would, without sympy; None when it cannot be sure."""
+    a, b = plain_value(gold), plain_value(answer)
     if a is None or b is None:
         return None
-    if a == b:
+    (x, x_decimal), (y, y_decimal) = a, b
+    if x == y:
         return True
-    if a.denominator == 1 and b.denominator == 1:
+    if not x_decimal and not y_decimal:
         return False
     # Rounding both to `float_rounding` places moves each by at most half a unit: farther apart never matches.
-    return False if abs(a - b) > Fraction(1, 10**float_rounding) else None
+    return False if abs(x - y) > Fraction(1, 10**float_rounding) else None
+
+
+def squeeze(text: str) -> str:
+    """The text without spaces around operators and just inside brackets, which never change the meaning (spaces
+    after commas can: math-verify reads `1,000` as a number and `1, 000` as a set)."""
+    text = SPACE_AROUND_OPERATOR.sub(r"\1", text)
+    return SPACE_INSIDE_BRACKETS.sub(lambda m: m.group(1) or m.group(2), text).strip()
+
+
+def quick_verdict(gold: str, answer: str, float_rounding: int = 6) -> bool | None:
+    """The fast path: the same string up to spacing, or a pair of plain numbers; None sends it to math-verify."""
+    return True if squeeze(answer) == squeeze(gold) else numbers_equal(gold, answer, float_rounding)
 
 
 class _QuietTimeoutWarning(logging.Filter):
@@ -134,7 +160,9 @@ def gold_answer(gold: str) -> str:
 class MathVerifier:
     """Reward 1.0 when the extracted answer is equivalent to `Problem.answer`, else 0.0 with the reason ('no answer
     found', 'not equivalent', 'parse error: ...', 'timeout: ...'). `extract` is the order in which extractors are
-    tried (boxed, gsm8k, answer_is, last_number); `timeout` is the hard per-answer deadline in seconds."""
+    tried (boxed, gsm8k, answer_is, last_number); `timeout` is the per-answer deadline in seconds (a process that
+    ignores it is killed a second later); `fast_path` decides strings equal up to spacing and plain numbers without
+    sympy, with math-verify's verdicts (tested)."""
 
     extract: tuple[str, ...] = ("boxed", "gsm8k", "answer_is", "last_number")
     timeout: float = 5.0
@@ -164,7 +192,7 @@ class MathVerifier:
             return Verdict(0.0, False, extracted=answer[:self.max_answer_chars] + "...",
                            error=f"parse error: answer has {len(answer)} characters (limit {self.max_answer_chars})")
         gold = gold_answer(str(problem.answer))
-        correct = numbers_equal(gold, answer, self.float_rounding) if self.fast_path else None
+        correct = quick_verdict(gold, answer, self.float_rounding) if self.fast_path else None
         if correct is not None:
             return Verdict(float(correct), correct, extracted=answer, error=None if correct else "not equivalent")
         judge = Judge(self.timeout, self.float_rounding, self.numeric_precision, self.strict)

@@ -1,6 +1,6 @@
 """Verification in worker processes with real per-item deadlines. A worker that hangs past an item's deadline or
 dies is killed and replaced; only the item it was scoring gets an error verdict and the rest of the batch goes on.
-The same workers back `call_with_deadline`, which runs one function call under a hard deadline from any thread."""
+Workers of the same kind back `call_with_deadline`, which runs one call under a hard deadline from any thread."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ Outcome = tuple[bool, Any]  # (True, result) or (False, "timeout: ..." / "crash:
 _in_worker = False
 
 
+def cpu_count() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def in_worker() -> bool:
     """True inside a worker process, whose parent enforces the deadline by killing it: heavy work may run inline."""
     return _in_worker
@@ -56,8 +61,11 @@ def serve(read_fd: int, write_fd: int, state_fd: int, preload: Sequence[str] = (
     for fd in (read_fd, write_fd, state_fd):
         os.set_inheritable(fd, False)  # programs a verifier starts must not hold the parent's pipe open
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
-    for module in preload:
-        importlib.import_module(module)
+    for module in preload:  # only a head start: a verifier that needs a missing module fails on its own
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
     state = memoryview(mmap.mmap(state_fd, 16)).cast("d")
     inbox, outbox = mpc.Connection(read_fd, writable=False), mpc.Connection(write_fd, readable=False)
     blob, fn = None, None
@@ -101,10 +109,10 @@ class _Worker:
             from_parent, to_child = os.pipe()
             from_child, to_parent = os.pipe()
             child_fds = (from_parent, to_parent, f.fileno())
-            code = f"from rlvr.verifiers.pool import serve; serve({from_parent}, {to_parent}, {f.fileno()}, {tuple(preload)!r})"
-            env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-            self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=child_fds, env=env,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            code = (f"import sys; sys.path[:] = {sys.path!r}; from rlvr.verifiers.pool import serve; "
+                    f"serve({from_parent}, {to_parent}, {f.fileno()}, {tuple(preload)!r})")
+            self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=child_fds, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
             for fd in (from_parent, to_parent):
                 os.close(fd)
         self.state = memoryview(self._map).cast("d")
@@ -123,8 +131,15 @@ class _Worker:
         return None if k < 0 else (k, self.state[1])
 
     def deadline(self, timeout: float) -> float:
+        """When the worker is out of time: its item's start plus `timeout`, or the start-up allowance."""
         now_running = self.running()
         return now_running[1] + timeout if now_running else self.sent_at + STARTUP_TIMEOUT
+
+    def seconds_to_check(self, timeout: float) -> float:
+        """How long the parent may sleep: an item that starts from now on cannot expire before `timeout`."""
+        now = time.monotonic()
+        limit = self.deadline(timeout) if self.running() else min(self.deadline(timeout), now + timeout)
+        return max(0.001, limit - now)
 
     def receive(self) -> tuple[str, Any] | None:
         """The worker's message if one is waiting; None if not; ("died", None) if its pipe closed."""
@@ -189,7 +204,7 @@ class VerifierPool:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        self.num_workers = num_workers or len(os.sched_getaffinity(0))
+        self.num_workers = num_workers or cpu_count()
         self.timeout = timeout
         self.chunk_size = chunk_size
         self.preload = tuple(preload)
@@ -227,13 +242,15 @@ class VerifierPool:
         results: list[Outcome | None] = [None] * n
         done = barren = 0
         while done < n:
-            for w in self._workers:
+            for i, w in enumerate(self._workers):
                 if not w.positions and pending:
+                    if w.dead():  # died while idle (killed from outside): replace it before use
+                        w.kill()
+                        w = self._workers[i] = _Worker(self.preload)
                     positions = pending.popleft()
                     w.submit(blob, positions, [calls[p] for p in positions])
             busy = [w for w in self._workers if w.positions]
-            wake = min(w.deadline(self.timeout) for w in busy)
-            mpc.wait([w.inbox for w in busy], timeout=max(0.001, wake - time.monotonic()))
+            mpc.wait([w.inbox for w in busy], timeout=min(w.seconds_to_check(self.timeout) for w in busy))
             for i, w in enumerate(self._workers):
                 if not w.positions:
                     continue
@@ -327,23 +344,27 @@ def call_with_deadline(fn: Callable, args: tuple, timeout: float) -> Outcome:
     start, not the worker's start-up). Safe from any thread. Returns (True, result) or (False, reason)."""
     blob = _dumps(fn)
     worker = _sidecars.checkout()
-    worker.submit(blob, [0], [args])
-    while True:
-        mpc.wait([worker.inbox], timeout=max(0.001, worker.deadline(timeout) - time.monotonic()))
-        message = worker.receive()
-        if message is not None and message[0] == "done":
-            worker.positions = []
-            _sidecars.checkin(worker)
-            return message[1][0]
-        if message is not None and message[0] == "load-error":
-            worker.stop()
-            raise RuntimeError(f"a worker could not unpickle {fn!r}: {message[1]}")
-        dead = message is not None or worker.dead()
-        if dead or time.monotonic() >= worker.deadline(timeout):
+    try:
+        worker.submit(blob, [0], [args])
+        while True:
+            mpc.wait([worker.inbox], timeout=worker.seconds_to_check(timeout))
+            message = worker.receive()
+            if message is not None and message[0] == "done":
+                worker.positions = []
+                _sidecars.checkin(worker)
+                return message[1][0]
+            if message is not None and message[0] == "load-error":
+                raise RuntimeError(f"a worker could not unpickle {fn!r}: {message[1]}")
+            dead = message is not None or worker.dead()
+            if dead or time.monotonic() >= worker.deadline(timeout):
+                worker.kill()
+                if dead:
+                    return False, f"crash: worker process died ({worker.death()})"
+                return False, f"timeout: no result within the {timeout:g} s deadline; worker killed"
+    except BaseException:  # an interrupted caller must not leave a busy worker behind
+        if worker.proc.poll() is None:
             worker.kill()
-            if dead:
-                return False, f"crash: worker process died ({worker.death()})"
-            return False, f"timeout: no result within the {timeout:g} s deadline; worker killed"
+        raise
 
 
 EXECUTORS: dict[str, Callable[..., Executor]] = {"serial": SerialExecutor, "process": VerifierPool}

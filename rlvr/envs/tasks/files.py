@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from rlvr.envs.tasks.base import ListSource, Split
 from rlvr.types import Problem
+from rlvr.verifiers.extract import last_boxed
 
 AnswerFormat = Literal["gsm8k", "boxed", "plain"]
 
@@ -80,22 +81,6 @@ def field(row: Row, name: str, kind: type = str) -> Any:
         raise DatasetError(f"{source}:{line_no}: field {name!r} should be {kind.__name__}, "
                            f"got {type(value).__name__}")
     return value
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` or `\\fbox{...}` in `text`, braces balanced; None if there is none."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if start < 0:
-        return None
-    open_brace = text.find("{", start)
-    if open_brace < 0:
-        return None
-    depth = 0
-    for i in range(open_brace, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[open_brace + 1:i]
-    return None
 
 
 def gold_answer(raw: str, answer_format: AnswerFormat) -> str | None:
