@@ -5,7 +5,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/rlvr list envs
+	.venv/bin/rlvr train --out-dir runs/demo
 
 test: setup
 	.venv/bin/python -m pytest -q

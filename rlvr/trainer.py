@@ -38,7 +38,7 @@ class TrainConfig:
 
     model: str = "tiny"  # "tiny", a local directory, or a hub id
     env: str = "rlvr/Arithmetic-v0"
-    env_kwargs: dict[str, Any] = field(default_factory=lambda: {"level": 2})
+    env_kwargs: dict[str, Any] = field(default_factory=lambda: {"level": 1})
     train_split: str = "train"
     eval_split: str = "test"  # held-out problems for evaluation
     algo: str = "dapo"
@@ -46,8 +46,8 @@ class TrainConfig:
     engine: str = "hf"  # "hf" or "vllm"
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", ...
     executor: str = "serial"  # verifier executor: "serial" or "process"
-    steps: int = 100
-    num_prompts: int = 16  # B
+    steps: int = 150
+    num_prompts: int = 32  # B
     group_size: int = 8  # G
     max_new_tokens: int = 8
     temperature: float = 1.0
@@ -60,7 +60,7 @@ class TrainConfig:
     epochs: int = 1  # mu: passes over each batch
     minibatch_size: int = 0  # completions per optimizer step (0: the whole batch)
     micro_batch_size: int = 0  # completions per forward pass, gradients accumulated (0: the minibatch)
-    warmstart_steps: int = 0  # supervised warm-start steps on gold answers before RL (0: none)
+    warmstart_steps: int = 300  # supervised warm-start steps on gold answers before RL (0: none)
     warmstart_lr: float = 3e-3
     eval_every: int = 25
     eval_problems: int = 200
@@ -68,7 +68,7 @@ class TrainConfig:
     save_every: int = 50
     out_dir: str = "runs/rlvr"
     seed: int = 0
-    threads: int = 0  # torch CPU threads (0: leave torch's default)
+    threads: int = 1  # torch CPU threads (0: torch's default); one is fastest for tiny models on a busy CPU
     chat_template: bool = True  # render chat messages with the tokenizer's template when it has one
     progress: bool = True
 

@@ -32,7 +32,7 @@ def test_arithmetic_is_seeded_and_splits_are_disjoint():
 
 def test_arithmetic_levels_grow_harder():
     rng = np.random.default_rng(0)
-    mean_abs = [np.mean([abs(int(Arithmetic(lv).sample(rng).answer)) for _ in range(200)]) for lv in (1, 5)]
+    mean_abs = [np.mean([abs(int(Arithmetic(lv).sample(rng).answer)) for _ in range(200)]) for lv in (1, 6)]
     assert mean_abs[0] < 10 < mean_abs[1]
     with pytest.raises(ValueError, match="level must be one of"):
         Arithmetic(9)

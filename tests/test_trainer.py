@@ -44,7 +44,7 @@ rlvr.register("rlvrtest/DigitFirst-v0", digit_first_env)
 
 def easy_config(tmp_path, **overrides) -> TrainConfig:
     values = dict(env="rlvrtest/DigitFirst-v0", env_kwargs={}, steps=12, num_prompts=8, group_size=8,
-                  max_new_tokens=2, lr=1e-2, warmup_steps=1, eval_every=0, eval_problems=8, save_every=0,
+                  max_new_tokens=2, lr=1e-2, warmup_steps=1, warmstart_steps=0, eval_every=0, eval_problems=8, save_every=0,
                   out_dir=str(tmp_path / "run"), progress=False)
     values.update(overrides)
     return TrainConfig(**values)
@@ -111,7 +111,7 @@ def test_a_model_saved_to_disk_trains_through_the_model_path(tmp_path, capsys):
     out = tmp_path / "run"
     code = cli_main(["train", "--model", str(tmp_path / "saved"), "--env", "rlvr/Arithmetic-v0", "--algo", "grpo",
                      "--out-dir", str(out), "steps=2", "num_prompts=2", "group_size=2", "max_new_tokens=3",
-                     "eval_problems=4", "eval_every=2", "progress=False"])
+                     "eval_problems=4", "eval_every=2", "progress=False", "warmstart_steps=0"])
     assert code == 0
     records = [json.loads(line) for line in open(out / "metrics.jsonl")]
     assert records[-1]["step"] == 2 and "eval/pass@1" in records[-1]
@@ -136,7 +136,7 @@ def test_yaml_config_and_dotted_overrides(tmp_path):
 def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "rlvr.cli", "train", "--out-dir", str(out), "steps=100000",
-                             "save_every=0", "eval_every=0", "progress=False", "num_prompts=2", "group_size=2",
+                             "save_every=0", "eval_every=0", "progress=False", "num_prompts=2", "group_size=2", "warmstart_steps=0",
                              "threads=1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": os.getcwd()})
     metrics = out / "metrics.jsonl"

@@ -1,4 +1,4 @@
-"""Procedural arithmetic, from one-digit sums (level 1) to multi-step expressions with parentheses (level 5):
+"""Procedural arithmetic, from one-digit sums (level 1) to multi-step expressions with parentheses (level 6):
 an infinite task that a tiny model can learn from scratch, with a held-out split disjoint by content."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from rlvr.types import Problem
 
 LEVELS = {
     1: "a + b with one-digit operands",
-    2: "a + b or a - b with operands below 100",
-    3: "a * b with a one-digit and a two-digit operand, or a +/- b",
-    4: "three operands with + - *, precedence matters",
-    5: "four operands with parentheses, e.g. (a + b) * c - d",
+    2: "a + b or a - b with a two-digit a and a one-digit b",
+    3: "a + b or a - b with operands below 100",
+    4: "a * b with a one-digit and a two-digit operand, or a +/- b",
+    5: "three operands with + - *, precedence matters",
+    6: "four operands with parentheses, e.g. (a + b) * c - d",
 }
 
 
@@ -23,12 +24,14 @@ def _expression(level: int, rnd: random.Random) -> str:
     if level == 1:
         return f"{rnd.randint(0, 9)} + {rnd.randint(0, 9)}"
     if level == 2:
-        return f"{rnd.randint(0, 99)} {rnd.choice('+-')} {rnd.randint(0, 99)}"
+        return f"{rnd.randint(10, 99)} {rnd.choice('+-')} {rnd.randint(0, 9)}"
     if level == 3:
+        return f"{rnd.randint(0, 99)} {rnd.choice('+-')} {rnd.randint(0, 99)}"
+    if level == 4:
         if rnd.random() < 0.5:
             return f"{rnd.randint(2, 9)} * {rnd.randint(10, 99)}"
         return f"{rnd.randint(0, 99)} {rnd.choice('+-')} {rnd.randint(0, 99)}"
-    if level == 4:
+    if level == 5:
         a, b, c = rnd.randint(1, 20), rnd.randint(1, 20), rnd.randint(1, 9)
         op1, op2 = rnd.choice("+-*"), rnd.choice("+-*")
         return f"{a} {op1} {b} {op2} {c}"
