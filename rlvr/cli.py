@@ -115,12 +115,12 @@ def train_config(args: argparse.Namespace) -> "TrainConfig":
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlvr.plot import plot_run
+    from rlvr.plot import load_metrics, plot_run
     from rlvr.trainer import Trainer
 
     cfg = train_config(args)
-    records = Trainer(cfg).train(resume=args.resume)
-    evals = [r for r in records if "eval/pass@1" in r]
+    Trainer(cfg).train(resume=args.resume)
+    evals = [r for r in load_metrics(cfg.out_dir) if "eval/pass@1" in r]
     if evals:
         print(f"held-out pass@1: {evals[0]['eval/pass@1']:.1%} (step {evals[0]['step']}) -> "
               f"{evals[-1]['eval/pass@1']:.1%} (step {evals[-1]['step']})")
