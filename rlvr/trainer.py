@@ -62,6 +62,7 @@ class TrainConfig:
     micro_batch_size: int = 0  # completions per forward pass, gradients accumulated (0: the minibatch)
     warmstart_steps: int = 300  # supervised warm-start steps on gold answers before RL (0: none)
     warmstart_lr: float = 3e-3
+    warmstart_weight_decay: float = 1.0
     eval_every: int = 25
     eval_problems: int = 200
     eval_k: int = 4
@@ -178,7 +179,7 @@ class Trainer:
         advantages = algo.advantages(rewards).reshape(-1)
         with torch.no_grad():
             old_logp, entropy = token_logprobs(self.model, batch, with_entropy=True)
-            ref_logp = token_logprobs(self.ref_model, batch)[0] if algo.beta > 0 else None
+            ref_logp = token_logprobs(self.reference(), batch)[0] if algo.beta > 0 else None
         mask = batch.completion_mask
         engine_lp = _padded([c.logprobs or [] for c in completions], mask.shape)
         metrics = {"entropy": float((entropy.sum() / mask.sum().clamp(min=1))),
@@ -189,12 +190,14 @@ class Trainer:
         micro = cfg.micro_batch_size or mb
         collected: dict[str, list[float]] = {}
         for _ in range(cfg.epochs):
+            order = torch.randperm(n) if mb < n else torch.arange(n)  # fresh minibatches every epoch
             for start in range(0, n, mb):
-                idx = slice(start, min(start + mb, n))
-                num_tokens, num_seqs = float(mask[idx].sum()), float(mask[idx].shape[0])
+                idx = order[start:start + mb]
+                # normalisers over the whole minibatch, so micro-batches add up to its loss; empty rows don't count
+                num_tokens, num_seqs = float(mask[idx].sum()), float((mask[idx].sum(-1) > 0).sum())
                 self.optimizer.zero_grad(set_to_none=True)
-                for m0 in range(idx.start, idx.stop, micro):
-                    j = slice(m0, min(m0 + micro, idx.stop))
+                for m0 in range(0, len(idx), micro):
+                    j = idx[m0:m0 + micro]
                     logp, _ = token_logprobs(self.model, batch.select(j))
                     loss, lm = algo.loss(logp, old_logp[j], None if ref_logp is None else ref_logp[j],
                                          advantages[j], mask[j], num_tokens=num_tokens, num_seqs=num_seqs)
@@ -211,6 +214,12 @@ class Trainer:
         metrics.update({k: float(np.mean(v)) for k, v in collected.items()})
         metrics["lr"] = self.scheduler.get_last_lr()[0]
         return metrics
+
+    def reference(self) -> torch.nn.Module:
+        """pi_ref: a frozen copy of the policy as it was at the first update (after any warm-start)."""
+        if self.ref_model is None:
+            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        return self.ref_model
 
     # -- evaluation ----------------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
@@ -285,8 +294,6 @@ class Trainer:
             (self.out / "metrics.jsonl").unlink(missing_ok=True)
             self._warmstart()
             self.log({"step": 0, **self.evaluate()})
-        if self.algo.beta > 0 and self.ref_model is None:
-            self.ref_model = copy.deepcopy(self.model).eval()
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, desc="rlvr train")
         try:
@@ -319,7 +326,8 @@ class Trainer:
     def _warmstart(self) -> None:
         if self.cfg.warmstart_steps:
             losses = supervised_warmstart(self.model, self.tokenizer, self.env, self.cfg.warmstart_steps,
-                                          lr=self.cfg.warmstart_lr, seed=self.cfg.seed + 1)
+                                          lr=self.cfg.warmstart_lr, weight_decay=self.cfg.warmstart_weight_decay,
+                                          seed=self.cfg.seed + 1)
             self.log({"step": 0, "warmstart/steps": self.cfg.warmstart_steps, "warmstart/final_loss": losses[-1]})
             self.engine.sync_weights(self.model)
 

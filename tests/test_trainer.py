@@ -148,3 +148,20 @@ def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
     state = torch.load(out / "checkpoint/state.pt", weights_only=False)
     steps_logged = max(json.loads(line)["step"] for line in metrics.read_text().splitlines())
     assert state["step"] == steps_logged >= 2
+
+
+@pytest.mark.parametrize("algo", ["dapo", "grpo", "gspo"])
+def test_gradient_accumulation_matches_one_full_batch_update(tmp_path, algo):
+    """Micro-batches with whole-minibatch normalisers give the update of one full-batch step."""
+    params = []
+    for micro in (0, 5):
+        trainer = Trainer(easy_config(tmp_path / str(micro), algo=algo, micro_batch_size=micro,
+                                      algo_kwargs={"max_gen_rounds": 20} if algo == "dapo" else {}))
+        # plain SGD, lr 1: the parameter change is the (clipped) gradient itself, where Adam's first step would
+        # turn float round-off in near-zero gradients into +-lr
+        trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=1.0)
+        trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda _: 1.0)
+        groups, _ = trainer.collect()
+        trainer.update(groups)
+        params.append(torch.cat([p.detach().flatten() for p in trainer.model.parameters()]))
+    assert torch.allclose(params[0], params[1], atol=1e-6)
