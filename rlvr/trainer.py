@@ -43,9 +43,11 @@ class TrainConfig:
     eval_split: str = "test"  # held-out problems for evaluation
     algo: str = "dapo"
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
-    engine: str = "hf"  # "hf" or "vllm"
+    engine: str = "hf"  # "hf", "vllm" or "ray-hf" (hf engines on Ray actors, see docs/scaling.md)
+    engine_workers: int = 2  # ray-hf: rollout actors
+    engine_gpus: float = 0.0  # ray-hf: GPUs per rollout actor (a fraction shares one GPU)
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", ...
-    executor: str = "serial"  # verifier executor: "serial" or "process"
+    executor: str = "serial"  # verifier executor: "serial", "process" or "ray"
     steps: int = 150
     num_prompts: int = 32  # B
     group_size: int = 8  # G
@@ -63,6 +65,7 @@ class TrainConfig:
     warmstart_steps: int = 300  # supervised warm-start steps on gold answers before RL (0: none)
     warmstart_lr: float = 3e-3
     warmstart_weight_decay: float = 1.0
+    warmstart_continue_prob: float = 0.0  # chance the warm-start text goes on past an answer (see warmstart.py)
     eval_every: int = 25
     eval_problems: int = 200
     eval_k: int = 4
@@ -85,6 +88,8 @@ class TrainConfig:
 class Trainer:
     """Owns the policy, engine, optimizer and data stream of one run."""
 
+    is_main = True  # the process that rolls out, evaluates, logs and saves (rank 0 under torchrun)
+
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         if cfg.threads:
@@ -101,6 +106,7 @@ class Trainer:
         self.executor = make_executor(cfg.executor)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
         self.model, self.tokenizer = load_policy(cfg.model, device=device)
+        self.learner: torch.nn.Module = self.model  # what the loss's forward runs through (DDP under torchrun)
         self.use_chat = cfg.chat_template and getattr(self.tokenizer, "chat_template", None) is not None
         self.engine = self._make_engine()
         self.sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k)
@@ -128,7 +134,12 @@ class Trainer:
                 self.model.save_pretrained(path)
                 self.tokenizer.save_pretrained(path)
             return VLLMEngine(path, self.tokenizer, seed=self.cfg.seed)
-        raise ValueError(f"engine must be 'hf' or 'vllm', got {self.cfg.engine!r}")
+        if self.cfg.engine == "ray-hf":
+            from rlvr.rollout.ray_engine import RayEngine
+
+            return RayEngine.hf(self.cfg.model, self.model, num_workers=self.cfg.engine_workers,
+                                num_gpus=self.cfg.engine_gpus, add_special_tokens=not self.use_chat, seed=self.cfg.seed)
+        raise ValueError(f"engine must be 'hf', 'vllm' or 'ray-hf', got {self.cfg.engine!r}")
 
     # -- prompts and rollouts ------------------------------------------------------------------------------
     def prompt_text(self, problem: Problem, env: PromptEnv) -> str:
@@ -194,11 +205,11 @@ class Trainer:
             for start in range(0, n, mb):
                 idx = order[start:start + mb]
                 # normalisers over the whole minibatch, so micro-batches add up to its loss; empty rows don't count
-                num_tokens, num_seqs = float(mask[idx].sum()), float((mask[idx].sum(-1) > 0).sum())
+                num_tokens, num_seqs = self.loss_divisors(mask[idx])
                 self.optimizer.zero_grad(set_to_none=True)
                 for m0 in range(0, len(idx), micro):
                     j = idx[m0:m0 + micro]
-                    logp, _ = token_logprobs(self.model, batch.select(j))
+                    logp, _ = token_logprobs(self.learner, batch.select(j))
                     loss, lm = algo.loss(logp, old_logp[j], None if ref_logp is None else ref_logp[j],
                                          advantages[j], mask[j], num_tokens=num_tokens, num_seqs=num_seqs)
                     if not torch.isfinite(loss):
@@ -214,6 +225,10 @@ class Trainer:
         metrics.update({k: float(np.mean(v)) for k, v in collected.items()})
         metrics["lr"] = self.scheduler.get_last_lr()[0]
         return metrics
+
+    def loss_divisors(self, mask: torch.Tensor) -> tuple[float, float]:
+        """The minibatch's token and sequence counts, the divisors of the loss (rows with no token don't count)."""
+        return float(mask.sum()), float((mask.sum(-1) > 0).sum())
 
     def reference(self) -> torch.nn.Module:
         """pi_ref: a frozen copy of the policy as it was at the first update (after any warm-start)."""
@@ -295,7 +310,8 @@ class Trainer:
             self._warmstart()
             self.log({"step": 0, **self.evaluate()})
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, desc="rlvr train")
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and self.is_main),
+                   desc="rlvr train")
         try:
             while self.step < cfg.steps and not self._stop:
                 t0 = time.perf_counter()
@@ -327,7 +343,7 @@ class Trainer:
         if self.cfg.warmstart_steps:
             losses = supervised_warmstart(self.model, self.tokenizer, self.env, self.cfg.warmstart_steps,
                                           lr=self.cfg.warmstart_lr, weight_decay=self.cfg.warmstart_weight_decay,
-                                          seed=self.cfg.seed + 1)
+                                          continue_prob=self.cfg.warmstart_continue_prob, seed=self.cfg.seed + 1)
             self.log({"step": 0, "warmstart/steps": self.cfg.warmstart_steps, "warmstart/final_loss": losses[-1]})
             self.engine.sync_weights(self.model)
 

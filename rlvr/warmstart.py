@@ -1,5 +1,9 @@
-"""An optional short supervised warm-start: teach a from-scratch model the answer format on the training split
-(prompt -> " " + gold answer + EOS), so that RL starts from a policy that sometimes succeeds."""
+"""An optional short supervised warm-start for from-scratch models, on gold answers of the training split.
+
+Each target is ` answer`, then, with probability `continue_prob` each time, another solved problem on a new
+line, then EOS: like a pretrained base model, the result knows the answers but often does not stop after
+giving one, and the verifier then reads the wrong number. RL teaches it to answer and stop, a behaviour that
+carries over to held-out problems at once."""
 
 from __future__ import annotations
 
@@ -9,26 +13,27 @@ from transformers import PreTrainedTokenizerBase
 
 from rlvr.batch import build_batch, token_logprobs
 from rlvr.envs.prompt_env import PromptEnv
-from rlvr.types import Completion
+from rlvr.types import Completion, Problem
 
 
 def supervised_warmstart(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, env: PromptEnv, steps: int,
                          batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1.0,
-                         answer_template: str = " {answer}", seed: int = 0) -> list[float]:
+                         continue_prob: float = 0.0, seed: int = 0) -> list[float]:
     """`steps` AdamW steps of next-token cross-entropy on gold answers; returns the loss curve. Strong weight
     decay makes a small model generalise to held-out problems far sooner than it memorises the training ones."""
+    if not 0.0 <= continue_prob < 1.0:
+        raise ValueError(f"continue_prob must be in [0, 1), got {continue_prob}")
     rng = np.random.default_rng(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay)
     losses = []
     model.train()
     for _ in range(steps):
         problems = [env.source.sample(rng) for _ in range(batch_size)]
         targets = []
         for p in problems:
-            if p.answer is None:
-                raise ValueError(f"problem {p.id!r} has no gold answer to warm-start on")
-            ids = tokenizer(answer_template.format(answer=p.answer), add_special_tokens=False)["input_ids"]
-            targets.append(Completion(text=p.answer, token_ids=ids + [tokenizer.eos_token_id]))
+            text = warmstart_target(p, env, rng, continue_prob)
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            targets.append(Completion(text=text, token_ids=ids + [tokenizer.eos_token_id]))
         batch = build_batch(tokenizer, [env.format_prompt(p) for p in problems], targets)
         logp, _ = token_logprobs(model, batch)
         loss = -(logp.sum() / batch.completion_mask.sum())
@@ -37,3 +42,18 @@ def supervised_warmstart(model: torch.nn.Module, tokenizer: PreTrainedTokenizerB
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+def warmstart_target(problem: Problem, env: PromptEnv, rng: np.random.Generator, continue_prob: float) -> str:
+    """` answer`, then while a coin with `continue_prob` comes up, `\n<prompt> <answer>` for another problem."""
+    text = f" {_answer(problem)}"
+    while rng.random() < continue_prob:
+        more = env.source.sample(rng)
+        text += f"\n{env.format_prompt(more)} {_answer(more)}"
+    return text
+
+
+def _answer(problem: Problem) -> str:
+    if problem.answer is None:
+        raise ValueError(f"problem {problem.id!r} has no gold answer to warm-start on")
+    return problem.answer
