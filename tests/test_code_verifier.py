@@ -146,3 +146,12 @@ def test_full_humaneval_canonical_pass_and_broken_fail():
     failed = [(row["task_id"], v.error) for (row, _), v in zip(items[:len(rows)], verdicts) if not v.correct]
     passed_broken = [row["task_id"] for (row, _), v in zip(items[len(rows):], verdicts[len(rows):]) if v.correct]
     assert len(rows) == 164 and failed == [] and passed_broken == []
+
+
+def test_batch_keeps_input_order_and_checks_workers(verifier):
+    problem = humaneval_problem(ROWS[0])
+    good, bad = ROWS[0]["canonical_solution"], "    return None\n"
+    verdicts = verifier.batch([(problem, good), (problem, bad), (problem, bad), (problem, good)], workers=2)
+    assert [v.correct for v in verdicts] == [True, False, False, True], [v.error for v in verdicts]
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        verifier.batch([(problem, good)], workers=-1)

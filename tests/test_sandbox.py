@@ -1,10 +1,13 @@
-"""Hostile programs: each scores 0, harms neither the host nor the next verification, and leaves nothing behind.
-Every hostile program returns the right answer only if its attack worked, so a leak would also show as a pass."""
+"""Hostile programs: each scores 0, harms neither the host nor the next verification (in the same persistent
+sandbox, when the job left it reusable), and leaves nothing behind. Every hostile program returns the right answer
+only if its attack worked, so a leak would also show as a pass."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -90,17 +93,44 @@ def sandbox_processes() -> list[int]:
 
 
 def assert_no_sandbox_processes() -> None:
-    """Killed processes can take a few ms to exit, so look again for up to 2 s before calling one a leftover."""
+    """After `sandbox.shutdown()` (which stops the idle persistent sandboxes) nothing may remain. Killed processes
+    can take a few ms to exit, so look again for up to 2 s before calling one a leftover."""
+    sandbox.shutdown()
     deadline = time.monotonic() + 2
     while (left := sandbox_processes()) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert left == []
 
 
+# Run as the next job: every process of the sandbox that is neither this candidate nor one of its ancestors
+# (zygote, harness, server, init), the scratch dir, /tmp and System V IPC objects, and a module's behaviour.
+PROBE = """import json, os, string
+def leftovers():
+    ancestors, pid = set(), os.getpid()
+    while pid > 0:
+        ancestors.add(pid)
+        with open(f'/proc/{pid}/stat') as f:
+            pid = int(f.read().rsplit(')', 1)[1].split()[1])
+    others = [int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) not in ancestors]
+    ipc = [line for kind in ('shm', 'sem', 'msg') for line in open(f'/proc/sysvipc/{kind}').readlines()[1:]]
+    return others, os.listdir('.'), os.listdir('/tmp'), ipc, json.dumps([1]) + string.capwords('a b')
+"""
+PROBE_PROBLEM = Problem(id="probe/leftovers", prompt="", tests={
+    "kind": "asserts", "asserts": ["assert leftovers() == ([], [], [], [], '[1]A B')"]})
+
+
+def assert_next_job_finds_a_clean_sandbox(verifier: CodeVerifier) -> None:
+    """At bwrap level (the only one with a private /tmp): the next job sees nothing of the previous one."""
+    if verifier(PROBLEM, GOOD).isolation == "bwrap":
+        verdict = verifier(PROBE_PROBLEM, PROBE)
+        assert verdict.correct, verdict.error
+
+
 def assert_clean_after(verifier: CodeVerifier, verdict) -> None:
     assert (verdict.reward, verdict.correct) == (0.0, False), verdict
-    assert_no_sandbox_processes()
+    assert_next_job_finds_a_clean_sandbox(verifier)
     assert verifier(PROBLEM, GOOD).correct, "the next verification was harmed"
+    assert_no_sandbox_processes()
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
@@ -179,6 +209,108 @@ def test_unshare_level_has_no_network(tmp_path):
         body = (f"import socket\ndef add(a, b):\n    socket.create_connection(('127.0.0.1', "
                 f"{server.getsockname()[1]}), timeout=1)\n    return a + b\n")
         assert_clean_after(verifier, verifier(PROBLEM, program(body)))
+
+
+LINGERING = """import os, string, time
+pid = os.fork()
+if pid == 0:  # a daemon in a session of its own, that would outlive the job if nothing swept it
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(60)
+    os._exit(0)
+os.waitpid(pid, 0)
+os.makedirs('d/e')
+open('d/e/f', 'w').write('x')
+os.chmod('d', 0)
+open('/tmp/json.py', 'w').write('def dumps(x):\\n    return \"forged\"\\n')
+open('json.py', 'w').write('def dumps(x):\\n    return \"forged\"\\n')
+string.capwords = lambda s: 'forged'
+def add(a, b):
+    return a + b
+"""
+
+
+def test_a_passing_job_leaves_nothing_for_the_next_job_in_the_same_sandbox(verifier):
+    """A job that passes keeps its persistent sandbox: its background process, files in the scratch dir and /tmp,
+    and a patched module must all be gone before the next job of that same sandbox starts."""
+    if verifier(PROBLEM, GOOD).isolation != "bwrap":
+        pytest.skip("only bwrap gives the sandbox a private /tmp")
+    sandbox.shutdown()
+    assert verifier(PROBE_PROBLEM, PROBE).correct
+    started = sandbox.stats()["started"]
+    verdict = verifier(PROBLEM, program(LINGERING))
+    assert verdict.correct, verdict.error
+    assert_next_job_finds_a_clean_sandbox(verifier)
+    assert sandbox.stats() == {"started": started, "live": 1, "idle": 1}, "not the same sandbox"
+    assert_no_sandbox_processes()
+
+
+SYSV_SHM = """import ctypes
+libc = ctypes.CDLL(None)
+assert libc.shmget(0, 4096, 0o1600) >= 0  # IPC_PRIVATE, IPC_CREAT | 0600: outlives every process
+def add(a, b):
+    return a + b
+"""
+
+
+def test_a_job_that_leaves_what_cannot_be_swept_gets_its_sandbox_replaced(verifier):
+    """A System V segment outlives its processes: the server reports the sandbox dirty, the host replaces it."""
+    if verifier(PROBLEM, GOOD).isolation != "bwrap":
+        pytest.skip("the probe needs bwrap's private /tmp")
+    started = sandbox.stats()["started"]
+    assert verifier(PROBLEM, program(SYSV_SHM)).correct
+    assert_next_job_finds_a_clean_sandbox(verifier)
+    assert sandbox.stats()["started"] == started + 1
+    assert_no_sandbox_processes()
+
+
+def test_parallel_callers_get_sandboxes_of_their_own(verifier):
+    """Two workers, two sandboxes; a second batch reuses them although the threads that started them are gone."""
+    sandbox.shutdown()
+    started = sandbox.stats()["started"]
+    items = [(PROBLEM, GOOD), (PROBLEM, "    return a - b\n")] * 4
+    seen = []
+    for _ in range(2):
+        verdicts = verifier.batch(items, workers=2)
+        assert [v.correct for v in verdicts] == [True, False] * 4, [v.error for v in verdicts]
+        seen.append(sandbox.stats())
+    assert seen[0] == seen[1] and seen[0]["started"] - started == seen[0]["live"] <= 2, seen
+    assert_no_sandbox_processes()
+
+
+def test_a_forked_child_starts_its_own_sandbox(verifier):
+    assert verifier(PROBLEM, GOOD).correct
+    parent = sandbox.stats()
+    pid = os.fork()
+    if pid == 0:  # the child must neither use nor stop the parent's sandbox
+        ok = sandbox.stats()["live"] == 0 and verifier(PROBLEM, GOOD).correct and sandbox.stats()["started"] == 1
+        os._exit(0 if ok else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert verifier(PROBLEM, GOOD).correct
+    assert sandbox.stats() == parent
+    assert_no_sandbox_processes()
+
+
+@pytest.mark.parametrize("exit_call", ["sys.exit(0)", "os._exit(0)"])
+def test_sandboxes_end_with_the_host_process(exit_call):
+    """At exit (atexit shutdown) or on a hard exit (bwrap --die-with-parent), no sandbox process survives."""
+    code = ("import os, sys\nfrom tests.test_sandbox import PROBLEM, GOOD, CodeVerifier, sandbox_processes\n"
+            "assert CodeVerifier()(PROBLEM, GOOD).correct\nprint(sandbox_processes(), flush=True)\n" + exit_call)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent.parent).stdout
+    pids = [int(p) for p in out.strip().strip("[]").split(",")]
+    assert pids, "the sandbox was not seen"
+    deadline = time.monotonic() + 2
+    while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert alive == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_plain_data_codec_round_trips_and_refuses_objects():

@@ -1,5 +1,5 @@
-"""The `code` verifier: extract a Python program from a completion and run it in the sandbox against the
-problem's tests, given in `Problem.tests` in one of three forms (see docs/sandbox.md):
+"""The `code` verifier: extract a Python program from a completion and run it in a persistent sandbox against
+the problem's tests, given in `Problem.tests` in one of three forms (see docs/sandbox.md):
 
 - `{"kind": "humaneval", "prompt": ..., "test": <defines check(candidate)>, "entry_point": name}`
 - `{"kind": "asserts", "asserts": [str, ...], "setup": optional trusted code run before them}`
@@ -8,8 +8,11 @@ problem's tests, given in `Problem.tests` in one of three forms (see docs/sandbo
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -134,3 +137,12 @@ class CodeVerifier:
         reward = passed / total if self.partial else float(passed == total)
         return CodeVerdict(reward=reward, correct=passed == total, extracted=program, error=error,
                            passed=passed, total=total, isolation=level)
+
+    def batch(self, items: Sequence[tuple[Problem, Completion | str]], workers: int | None = None) -> list[CodeVerdict]:
+        """Verdicts for many (problem, completion) pairs in input order, `workers` at a time (default: one per
+        core). Threads suffice: each one's job runs in a persistent sandbox of its own, outside this process."""
+        workers = workers or len(os.sched_getaffinity(0))
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(lambda item: self(*item), items))

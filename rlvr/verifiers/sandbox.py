@@ -1,12 +1,15 @@
-"""Run untrusted Python against trusted tests in an isolated process tree (see docs/sandbox.md).
+"""Run untrusted Python against trusted tests in isolated, persistent sandboxes (see docs/sandbox.md).
 
-The host side (`run`) starts this same file as a script inside Linux namespaces (bubblewrap, else `unshare`)
-with a cleared environment and a wall-clock deadline, and reads the verdict from a pipe only the trusted
-harness holds. Inside, the harness forks a zygote that knows only the candidate program, and every candidate
-process is forked from it with rlimits applied, so no candidate process ever holds the tests, their expected
-values or the verdict pipe. Tests run in the harness and reach candidate functions through a plain-data RPC.
-This module imports only the standard library: it must run under `python -I -S` in a bare filesystem, and it
-starts once per verification, so modules only the host side needs are imported inside the host functions.
+The host side (`run`) keeps one persistent sandbox per concurrent caller: this same file started as a script
+(`serve`) inside Linux namespaces (bubblewrap, else `unshare`) with a cleared environment. The server never reads
+tests: per job it forks a harness process, waits for it, then kills every other process of the sandbox and wipes
+its scratch dirs before it takes the next job. The host reads the verdict from a pipe only the harness holds, and
+discards the sandbox when a job runs out of time or output, or ends without a report. Inside a job, the harness
+forks a zygote that knows only the candidate program, and every candidate process is forked from it with rlimits
+applied, so no candidate process ever holds the tests, their expected values or the verdict pipe. Tests run in
+the harness and reach candidate functions through a plain-data RPC. This module imports only the standard library
+at the top: it must run under `python -I -S` in a bare filesystem; modules only the host needs are imported inside
+the host functions.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import gc
 import json
 import os
 import resource
@@ -22,6 +26,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from typing import Any
 
@@ -29,8 +34,12 @@ LEVELS = ("bwrap", "unshare", "none")
 SANDBOX_DIR = "/sandbox"  # the scratch dir as seen inside a bwrap sandbox
 HARNESS_PATH = "/harness.py"  # where this file is mounted inside a bwrap sandbox
 RPC_FD = 3  # where a candidate process finds its call pipe
-UID_BASE = 61000  # root hosts run candidates as UID_BASE + slot, one uid per concurrent sandbox
+UID_BASE = 61000  # root hosts run candidates as UID_BASE + slot, one uid per live sandbox
 UID_SLOTS = 512
+REPLY_TIMEOUT_S = 10.0  # how long the host waits for a server to confirm that a job's processes are gone
+# Imported once per server, so that jobs fork with them loaded; each one also grows what every fork copies.
+PRELOAD = ("typing", "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string", "ctypes",
+           "shutil")
 _FRAME = struct.Struct(">I")
 
 
@@ -46,7 +55,7 @@ class IsolationError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Host side: choose the isolation, build the command line, pump the pipes under a deadline.
+# Host side: choose the isolation, keep the persistent sandboxes, pump each job's pipes under a deadline.
 # ---------------------------------------------------------------------------------------------------------------
 
 def _python() -> str:
@@ -64,9 +73,9 @@ def _ancestors(path: str) -> list[str]:
     return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
 
 
-def _bwrap_argv(python: str, limits: Limits) -> list[str]:
+def _bwrap_argv(python: str, tmpfs_mb: int) -> list[str]:
     """bubblewrap: new pid/net/ipc/uts (and user, when not root) namespaces, a read-only view of only the system
-    and the Python install, a fresh /proc, /dev and /tmp, and a size-capped tmpfs as the scratch dir."""
+    and the Python install, a fresh /proc and a read-only /dev, and size-capped tmpfs as /tmp and scratch dir."""
     argv = ["bwrap", "--die-with-parent", "--new-session", "--clearenv", "--hostname", "sandbox"]
     if os.geteuid() == 0:  # root drops to an unprivileged uid inside; a user namespace would map it back to 0
         argv += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
@@ -83,9 +92,11 @@ def _bwrap_argv(python: str, limits: Limits) -> list[str]:
     exe_dir = os.path.dirname(python)
     if not exe_dir.startswith(("/usr/", prefix + "/")):
         argv += _ro_bind(exe_dir)
-    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(limits["tmpfs_mb"] << 20), "--tmpfs", "/tmp",
-             "--perms", "1777", "--size", str(limits["tmpfs_mb"] << 20), "--tmpfs", SANDBOX_DIR,
-             "--ro-bind", os.path.abspath(__file__), HARNESS_PATH, "--chdir", SANDBOX_DIR, "--"]
+    size = str(tmpfs_mb << 20)
+    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
+             "--perms", "1777", "--size", size, "--tmpfs", SANDBOX_DIR,
+             "--ro-bind", os.path.abspath(__file__), HARNESS_PATH,
+             "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/", "--"]
     return argv
 
 
@@ -95,12 +106,6 @@ def _unshare_argv() -> list[str]:
     if os.geteuid() != 0:
         argv += ["--user", "--map-current-user"]
     return argv + ["--"]
-
-
-def _prefix(level: str, python: str, limits: Limits) -> list[str]:
-    if level == "bwrap":
-        return _bwrap_argv(python, limits)
-    return _unshare_argv() if level == "unshare" else []
 
 
 @functools.lru_cache(maxsize=None)
@@ -134,31 +139,294 @@ def resolve_isolation(requested: str | None, allow_unisolated: bool, python: str
     return level
 
 
-@contextlib.contextmanager
-def _uid_slot():
-    """An unprivileged uid that no other concurrent sandbox on this host uses (root hosts only), so that the
-    per-uid process limit of one sandbox cannot be exhausted by another one's fork bomb."""
-    import fcntl
-    import tempfile
-    if os.geteuid() != 0:
-        yield None
-        return
-    lock_dir = os.path.join(tempfile.gettempdir(), "rlvr-sandbox-uids")
-    os.makedirs(lock_dir, mode=0o700, exist_ok=True)
-    for slot in range(UID_SLOTS):
-        fd = os.open(os.path.join(lock_dir, str(slot)), os.O_RDWR | os.O_CREAT, 0o600)
+def run(job: dict[str, Any], tests: dict[str, Any], limits: Limits, level: str, scratch_root: str | None = None,
+        python: str | None = None) -> dict[str, Any]:
+    """Run one job and return the harness's report, or {"status": "error", "cause": ...} when it ran out of time
+    or output, or ended without reporting. `job` (the candidate program and options) reaches the zygote; `tests`
+    reaches only the trusted harness. `bwrap`/`unshare` jobs run in this process's persistent sandboxes; `none`
+    runs each job in a sandbox of its own. Below bwrap, a host scratch dir under `scratch_root` is the working dir."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown isolation {level!r}; expected one of {LEVELS}")
+    return _POOL.run((level, python or _python(), limits["tmpfs_mb"]), job, tests, limits, scratch_root)
+
+
+def shutdown() -> None:
+    """Stop every sandbox of this process and wait until their processes are gone. Runs at exit; the next job
+    starts a new sandbox. Call it only while no verification runs in this process."""
+    with _POOL.lock:
+        boxes, _POOL.live, _POOL.idle = _POOL.live, [], []
+    for box in boxes:  # every server starts exiting at once
+        box.control.close()
+    for box in boxes:
+        box.close(graceful=True)
+
+
+def stats() -> dict[str, int]:
+    """Sandboxes this process started (since import or its fork), live now, and idle now."""
+    with _POOL.lock:
+        return {"started": _POOL.started, "live": len(_POOL.live), "idle": len(_POOL.idle)}
+
+
+class Sandbox:
+    """One persistent sandbox: a trusted server that runs one job at a time and, after each, kills all the job
+    started and wipes the scratch dirs, then confirms. A sandbox whose job did not end with a report, or whose
+    server cannot confirm, is discarded. A `none` sandbox (no namespaces to sweep) serves a single job."""
+
+    def __init__(self, level: str, python: str, tmpfs_mb: int) -> None:
+        import subprocess
+        self.level, self.reusable = level, True
+        self.slot = _UidSlot()
+        boot_host, boot_server = socket.socketpair()
+        host, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        try:
-            yield UID_BASE + slot
+            script = HARNESS_PATH if level == "bwrap" else os.path.abspath(__file__)
+            prefix = {"bwrap": _bwrap_argv(python, tmpfs_mb), "unshare": _unshare_argv(), "none": []}[level]
+            self.proc = subprocess.Popen(prefix + [python, "-I", "-S", script, "serve", level], stdin=boot_server,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                                         env={}, cwd="/")
+            # The control socket travels over the boot socket, so that only the server holds its end of it (the
+            # bwrap/unshare processes hold the boot socket as their stdin, and outlive nothing of value in it).
+            socket.send_fds(boot_host, [b"c"], [server.fileno()])
+        except BaseException:
+            host.close()
+            self.slot.release()
+            raise
         finally:
-            _kill_uid(UID_BASE + slot)
-            os.close(fd)
-        return
-    raise RuntimeError(f"all {UID_SLOTS} sandbox uid slots are busy")
+            for sock in (boot_host, boot_server, server):
+                sock.close()
+        self.control = host
+        self.control.settimeout(REPLY_TIMEOUT_S)
+        self.last_words = ""  # the server's stderr, read when the sandbox is closed
+
+    @property
+    def uid(self) -> int | None:
+        return self.slot.uid
+
+    def run(self, job: dict[str, Any], tests: dict[str, Any], limits: Limits, workdir: str) -> dict[str, Any] | None:
+        """The job's report (see `run`); None when the server was gone before the job started, so nothing ran."""
+        header = dict(job, uid=self.uid, workdir=workdir, limits=limits)
+        n_tests = max(1, len(tests.get("tests", tests.get("cases", ()))))
+        deadline = time.monotonic() + 5.0 + limits["timeout_s"] * (n_tests + 1)
+        report_r, report_w = os.pipe()
+        output_r, output_w = os.pipe()
+        given = [_memfd(header), _memfd(tests), report_w, output_w]
+        try:
+            socket.send_fds(self.control, [b"run"], given)
+        except OSError:
+            self.reusable = False
+            for fd in (report_r, output_r):
+                os.close(fd)
+            return None
+        finally:
+            for fd in given:
+                os.close(fd)
+        try:
+            report, complete = _collect(report_r, output_r, deadline, limits["max_output_bytes"])
+        finally:
+            for fd in (report_r, output_r):
+                os.close(fd)
+        self.reusable = complete and self.level != "none" and self._confirmed()
+        return report
+
+    def _confirmed(self) -> bool:
+        """Whether the server says that every process of the job is gone and the scratch dirs are empty."""
+        try:
+            return self.control.recv(16) == b"done"
+        except OSError:  # timed out, or the server is gone
+            return False
+
+    def alive(self) -> bool:
+        return self.reusable and self.proc.poll() is None
+
+    def close(self, graceful: bool) -> None:
+        """Stop the server (gracefully: closing its socket, so that the namespaces are gone when it has exited;
+        else, or when that takes too long, by SIGKILL to the process group) and release the uid slot."""
+        import subprocess
+        self.control.close()
+        try:
+            if not graceful:
+                raise subprocess.TimeoutExpired(self.proc.args, 0)
+            self.proc.wait(timeout=REPLY_TIMEOUT_S)
+        except subprocess.TimeoutExpired:  # kill before reaping, so that the group id cannot be reused meanwhile
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        with contextlib.suppress(OSError, TypeError):
+            os.set_blocking(self.proc.stderr.fileno(), False)
+            self.last_words = (self.proc.stderr.read(4096) or b"").decode(errors="replace").strip()[-300:]
+        self.proc.stderr.close()
+        self.slot.release()
+
+    def forget(self) -> None:
+        """In a forked child: drop this process's handles on a sandbox it does not own, stopping nothing."""
+        self.control.close()
+        self.proc.stderr.close()
+        self.slot.forget()
+
+
+class _Pool:
+    """This process's sandboxes: a caller takes an idle one of the right kind (or starts one) and gives it back."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.live: list[Sandbox] = []
+        self.idle: list[tuple[tuple, Sandbox]] = []
+        self.started = 0
+        self.hooked = False
+        self.spawner: Any = None  # the thread that starts every sandbox (see `_start`)
+
+    def run(self, key: tuple[str, str, int], job: dict[str, Any], tests: dict[str, Any], limits: Limits,
+            scratch_root: str | None) -> dict[str, Any]:
+        """Run a job in an idle sandbox; once more in a new one if that sandbox's server was already gone."""
+        import tempfile
+        for _ in range(2):
+            box = self._take(key)
+            scratch = None if box.level == "bwrap" else tempfile.mkdtemp(prefix="rlvr-sbx-", dir=scratch_root)
+            try:
+                if scratch is not None and box.uid is not None:
+                    os.chown(scratch, box.uid, box.uid)
+                report = box.run(job, tests, limits, scratch or SANDBOX_DIR)
+            finally:
+                self._give(key, box)
+                if scratch is not None:
+                    _remove_tree(scratch)
+            if report is not None:
+                if report.get("cause") == "harness killed" and box.last_words:
+                    report["detail"] += "; sandbox: " + box.last_words
+                return report
+        return _error("harness killed", "the sandbox server is gone: " + box.last_words)
+
+    def _take(self, key: tuple) -> Sandbox:
+        with self.lock:
+            if not self.hooked:
+                import atexit
+                atexit.register(shutdown)
+                os.register_at_fork(after_in_child=self._forget_after_fork)
+                self.hooked = True
+            while (i := next((i for i, (k, _) in enumerate(self.idle) if k == key), None)) is not None:
+                box = self.idle.pop(i)[1]
+                if box.alive():
+                    return box
+                self._drop(box)
+        box = self._start(key)
+        with self.lock:
+            self.started += 1
+            self.live.append(box)
+        return box
+
+    def _start(self, key: tuple) -> Sandbox:
+        """Start a sandbox from a thread that lives as long as this pool: bwrap's `--die-with-parent` ends a sandbox
+        when the thread that started it exits, and a caller's thread (a batch's worker) may exit first."""
+        with self.lock:
+            if self.spawner is None:
+                from concurrent.futures import ThreadPoolExecutor
+                self.spawner = ThreadPoolExecutor(1, thread_name_prefix="rlvr-sandbox-start")
+            spawner = self.spawner
+        return spawner.submit(Sandbox, *key).result()
+
+    def _give(self, key: tuple, box: Sandbox) -> None:
+        with self.lock:
+            if box not in self.live:  # shut down meanwhile
+                return
+            if box.alive():
+                self.idle.append((key, box))
+                return
+            self._drop(box)
+
+    def _drop(self, box: Sandbox) -> None:
+        """Discard a sandbox (holding the lock): its job may still run, so kill it."""
+        self.live.remove(box)
+        box.close(graceful=False)
+
+    def _forget_after_fork(self) -> None:
+        """A forked child owns none of its parent's sandboxes: it drops them, and starts its own when needed."""
+        for box in self.live:
+            box.forget()
+        self.lock, self.live, self.idle, self.started, self.spawner = threading.Lock(), [], [], 0, None
+
+
+_POOL = _Pool()
+
+
+def _memfd(obj: Any) -> int:
+    """An in-memory file holding one frame: the sandbox reads it at its pace, the host never blocks on it."""
+    fd = os.memfd_create("rlvr-job")
+    _send(fd, obj)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _error(cause: str, detail: str) -> dict[str, Any]:
+    return {"status": "error", "cause": cause, "detail": detail}
+
+
+def _collect(report_r: int, output_r: int, deadline: float, cap: int) -> tuple[dict[str, Any], bool]:
+    """Read the harness's report until it is complete, draining the job's output meanwhile up to `cap` bytes;
+    (report, True), or (error, False) on a deadline, too much output, or no report."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    sel.register(report_r, selectors.EVENT_READ)
+    sel.register(output_r, selectors.EVENT_READ)
+    output, head, report = 0, b"", b""  # head: the first KiB of output, for error details
+    while report_r in sel.get_map():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return _error("timeout", "wall-clock deadline of the sandbox"), False
+        for key, _ in sel.select(remaining):
+            chunk = os.read(key.fd, 65536)
+            if not chunk:
+                sel.unregister(key.fd)
+            elif key.fd == output_r:
+                output += len(chunk)
+                head = (head + chunk)[:1024]
+                if output > cap:
+                    return _error("output limit", f"the program wrote more than {cap} bytes"), False
+            else:
+                report += chunk
+                if len(report) > cap:
+                    return _error("output limit", "harness report too large"), False
+    if not report:
+        return _error("harness killed", "the job ended without reporting; output: "
+                      + head.decode(errors="replace")[-300:]), False
+    return json.loads(report[_FRAME.size:]), True
+
+
+class _UidSlot:
+    """An unprivileged uid that no other live sandbox on this host uses (root hosts only; None elsewhere), so that
+    the per-uid process limit of one sandbox cannot be exhausted by another one's fork bomb. Held with a lock file;
+    on release every process of that uid is killed and waited for."""
+
+    def __init__(self) -> None:
+        import fcntl
+        import tempfile
+        self.uid: int | None = None
+        self.fd: int | None = None
+        if os.geteuid() != 0:
+            return
+        lock_dir = os.path.join(tempfile.gettempdir(), "rlvr-sandbox-uids")
+        os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+        for slot in range(UID_SLOTS):
+            fd = os.open(os.path.join(lock_dir, str(slot)), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self.uid, self.fd = UID_BASE + slot, fd
+            return
+        raise RuntimeError(f"all {UID_SLOTS} sandbox uid slots are busy")
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                _kill_uid(self.uid)
+            finally:
+                self.forget()
+
+    def forget(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _kill_uid(uid: int) -> None:
@@ -192,96 +460,6 @@ def _remove_tree(path: str) -> None:
                 os.chmod(q, 0o700)
         func(p)
     shutil.rmtree(path, onerror=retry)
-
-
-def _kill_group(proc: Any) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-def run(job: dict[str, Any], tests: dict[str, Any], limits: Limits, level: str, scratch_root: str | None = None,
-        python: str | None = None) -> dict[str, Any]:
-    """Run one job in a fresh sandbox and return the harness's report, or {"status": "error", "cause": ...} when
-    the sandbox ran out of time or output, or died before reporting. `job` (the candidate program and options)
-    reaches the zygote; `tests` reaches only the trusted harness."""
-    import subprocess
-    import tempfile
-    scratch = None if level == "bwrap" else tempfile.mkdtemp(prefix="rlvr-sbx-", dir=scratch_root)
-    result_r, result_w = os.pipe()
-    with _uid_slot() as uid:
-        try:
-            if scratch is not None and uid is not None:
-                os.chown(scratch, uid, uid)
-            script = HARNESS_PATH if level == "bwrap" else os.path.abspath(__file__)
-            python = python or _python()
-            argv = _prefix(level, python, limits) + [python, "-I", "-S", script]
-            header = dict(job, uid=uid, workdir=scratch or SANDBOX_DIR, limits=limits, result_fd=result_w)
-            payload = _frame(json.dumps(header).encode()) + _frame(json.dumps(tests).encode())
-            n_tests = max(1, len(tests.get("tests", tests.get("cases", ()))))
-            deadline = time.monotonic() + 5.0 + limits["timeout_s"] * (n_tests + 1)
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    pass_fds=(result_w,), start_new_session=True, env={}, cwd=scratch)
-            os.close(result_w)
-            result_w = -1
-            try:
-                return _pump(proc, payload, result_r, deadline, limits["max_output_bytes"])
-            finally:
-                _kill_group(proc)
-        finally:
-            for fd in (result_r, result_w):
-                if fd >= 0:
-                    os.close(fd)
-            if scratch is not None:
-                _remove_tree(scratch)
-
-
-def _pump(proc: Any, payload: bytes, result_r: int, deadline: float, cap: int) -> dict[str, Any]:
-    """Feed the job, drain output up to `cap` bytes, collect the report; never buffers more than `cap`."""
-    import selectors
-    assert proc.stdin is not None and proc.stdout is not None
-    sel = selectors.DefaultSelector()
-    os.set_blocking(proc.stdin.fileno(), False)
-    sel.register(proc.stdin, selectors.EVENT_WRITE)
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    sel.register(result_r, selectors.EVENT_READ)
-    output, head, report, sent = 0, b"", b"", 0  # head: the first KiB of output, for error details
-    while len(sel.get_map()) > 0:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return {"status": "error", "cause": "timeout", "detail": "wall-clock deadline of the sandbox"}
-        for key, _ in sel.select(remaining):
-            if key.fileobj is proc.stdin:
-                try:
-                    sent += os.write(proc.stdin.fileno(), payload[sent:sent + 65536])
-                except BrokenPipeError:
-                    sent = len(payload)
-                if sent >= len(payload):
-                    sel.unregister(proc.stdin)
-                    proc.stdin.close()
-            elif key.fileobj is proc.stdout:
-                chunk = os.read(proc.stdout.fileno(), 65536)
-                output += len(chunk)
-                head = (head + chunk)[:1024]
-                if not chunk:
-                    sel.unregister(proc.stdout)
-                elif output > cap:
-                    return {"status": "error", "cause": "output limit",
-                            "detail": f"the program wrote more than {cap} bytes"}
-            else:
-                chunk = os.read(result_r, 65536)
-                report += chunk
-                if not chunk:
-                    sel.unregister(result_r)
-                elif len(report) > cap:
-                    return {"status": "error", "cause": "output limit", "detail": "harness report too large"}
-    if not report:
-        return {"status": "error", "cause": "harness killed",
-                "detail": f"the sandbox exited with status {proc.wait()} without reporting; output: "
-                          + head.decode(errors="replace")[-300:]}
-    return json.loads(report[_FRAME.size:])
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Framing and plain-data encoding shared by both sides of every pipe.
 # ---------------------------------------------------------------------------------------------------------------
@@ -373,13 +551,20 @@ class CandidateError(Exception):
 def _set_non_dumpable() -> None:
     """PR_SET_DUMPABLE=0: same-uid processes can then neither ptrace us nor open our /proc/PID/{mem,fd}. (A root
     host's uid drop already did this; an interpreter without ctypes on a non-root host cannot, see the docs.)"""
+    libc = _libc()
+    if libc is not None and libc.prctl(4, 0, 0, 0, 0) != 0:  # 4 = PR_SET_DUMPABLE
+        import ctypes
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
+@functools.lru_cache(maxsize=None)
+def _libc() -> Any:
+    """The C library through ctypes (loaded once per server, inherited by its forks), or None without ctypes."""
     try:
         import ctypes
     except ImportError:
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(4, 0, 0, 0, 0) != 0:  # 4 = PR_SET_DUMPABLE
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+        return None
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _drop_privileges(uid: int | None) -> None:
@@ -393,7 +578,8 @@ def _apply_limits(limits: dict[str, Any]) -> None:
     mb = 1 << 20
     for res, value in ((resource.RLIMIT_CPU, limits["cpu_s"]), (resource.RLIMIT_AS, limits["memory_mb"] * mb),
                        (resource.RLIMIT_NPROC, limits["max_procs"]), (resource.RLIMIT_FSIZE, limits["max_file_mb"] * mb),
-                       (resource.RLIMIT_NOFILE, limits["max_open_files"]), (resource.RLIMIT_CORE, 0)):
+                       (resource.RLIMIT_NOFILE, limits["max_open_files"]), (resource.RLIMIT_CORE, 0),
+                       (resource.RLIMIT_MSGQUEUE, 0)):  # POSIX message queues would outlive the job: none
         # CPU: SIGXCPU at the soft limit (reported as a timeout), SIGKILL a second later if it is caught
         resource.setrlimit(res, (value, value + (res == resource.RLIMIT_CPU)))
 
@@ -697,15 +883,16 @@ def _normalise(text: str) -> list[str]:
     return [line.rstrip() for line in text.strip().splitlines()]
 
 
-def harness_main() -> None:
-    """Entry point inside the sandbox: read the job, fork the zygote, then read and run the tests."""
-    header = _recv(0)
+def harness_main(job_fd: int, tests_fd: int, report_fd: int) -> None:
+    """One job, in a process forked by the server: read the job, fork the zygote, then read and run the tests."""
+    header = _recv(job_fd)
+    os.close(job_fd)
     _set_non_dumpable()
     _drop_privileges(header["uid"])
+    os.chdir(header["workdir"])
     zygote = Zygote(header)
-    tests = _recv(0)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
+    tests = _recv(tests_fd)
+    os.close(tests_fd)
     try:
         run_tests = _run_io_tests if header["kind"] == "io" else _run_function_tests
         report = {"status": "ok", "tests": run_tests(zygote, header, tests)}
@@ -714,8 +901,112 @@ def harness_main() -> None:
     except Exception as exc:  # a broken test suite: reported, never counted as a pass
         report = {"status": "error", "cause": "harness", "detail": f"{type(exc).__name__}: {exc}"[:300]}
     zygote.control.close()
-    _send(header["result_fd"], report)
+    _send(report_fd, report)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The persistent server: pristine (it never reads a job's tests or program), one job at a time, a sweep after each.
+# ---------------------------------------------------------------------------------------------------------------
+
+def server_main(level: str) -> None:
+    """Serve jobs from the host: each "run" message brings (job, tests, report pipe, output pipe) fds; fork a
+    harness process for it, wait for it, sweep, and answer "done" (or "dirty", then exit: the host discards this
+    sandbox). Exits when the host closes the control socket."""
+    boot = socket.socket(fileno=0)
+    _, fds, _, _ = socket.recv_fds(boot, 1, 1)
+    boot.detach()
+    control = socket.socket(fileno=fds[0])
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)  # replaces the boot socket
+    os.close(null)
+    _set_non_dumpable()
+    for name in PRELOAD:  # every job and candidate process forks with these already imported
+        with contextlib.suppress(ImportError):
+            __import__(name)
+    gc.freeze()  # forks share these pages: no collection in a child touches (and so copies) them
+    scratch = (SANDBOX_DIR, "/tmp") if level == "bwrap" else ()  # below bwrap, the host owns the scratch dir
+    while True:
+        try:
+            request, fds, _, _ = socket.recv_fds(control, 16, 4)
+        except OSError:
+            return
+        if request != b"run" or len(fds) != 4:
+            return
+        pid = os.fork()
+        if pid == 0:
+            _job_process(control, fds)
+        for fd in fds:
+            os.close(fd)
+        os.waitpid(pid, 0)
+        clean = level == "none" or _sweep(scratch)
+        control.sendall(b"done" if clean else b"dirty")
+        if not clean:
+            return
+
+
+def _job_process(control: socket.socket, fds: list[int]) -> None:
+    """Body of a job's harness process (never returns): the output pipe becomes stdout and stderr."""
+    try:
+        control.close()
+        job_fd, tests_fd, report_fd, output_fd = fds
+        os.dup2(output_fd, 1)
+        os.dup2(output_fd, 2)
+        os.close(output_fd)
+        harness_main(job_fd, tests_fd, report_fd)
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):
+            os.write(2, f"sandbox harness failed: {type(exc).__name__}: {exc}\n".encode())
+    finally:
+        os._exit(0)
+
+
+def _sweep(scratch: tuple[str, ...]) -> bool:
+    """After a job: SIGKILL every process of this pid namespace but this one and its init, reap them, wipe the
+    scratch dirs; True only if the sandbox is then as the job found it (no process, no file, no System V IPC
+    object left; POSIX message queues are prevented by RLIMIT_MSGQUEUE=0)."""
+    me = os.getpid()
+    if me > 2:  # pid 1 (unshare) or 2 (under bwrap's init) proves a pid namespace of our own: kill(-1) stays in it
+        return False
+    for _ in range(1000):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        if all(int(pid) in (1, me) for pid in os.listdir("/proc") if pid.isdigit()):
+            break
+        time.sleep(0.002)  # zombies of orphans wait for the namespace's init to reap them
+    else:
+        return False
+    return all(_wipe(path) for path in scratch) and not _sysv_ipc_objects()
+
+
+def _wipe(path: str) -> bool:
+    """Empty a scratch dir and restore its mode and extended attributes; False if that fails."""
+    try:
+        for name in os.listdir(path):
+            entry = os.path.join(path, name)
+            if os.path.isdir(entry) and not os.path.islink(entry):
+                _remove_tree(entry)
+            else:
+                os.unlink(entry)
+        os.chmod(path, 0o1777)
+        for attr in os.listxattr(path):
+            if attr.startswith(("user.", "system.posix_acl")):
+                os.removexattr(path, attr)
+        return not os.listdir(path)
+    except (OSError, RecursionError):
+        return False
+
+
+def _sysv_ipc_objects() -> bool:
+    """Whether a System V shared memory segment, semaphore set or message queue exists in this IPC namespace."""
+    for kind in ("shm", "sem", "msg"):
+        with contextlib.suppress(OSError), open(f"/proc/sysvipc/{kind}") as f:
+            if len(f.readlines()) > 1:  # a header line, then one line per object
+                return True
+    return False
 
 
 if __name__ == "__main__":
-    harness_main()
+    server_main(sys.argv[2])
