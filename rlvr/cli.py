@@ -115,11 +115,14 @@ def train_config(args: argparse.Namespace) -> "TrainConfig":
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from rlvr.distributed import make_trainer
     from rlvr.plot import load_metrics, plot_run
-    from rlvr.trainer import Trainer
 
     cfg = train_config(args)
-    Trainer(cfg).train(resume=args.resume)
+    trainer = make_trainer(cfg)  # one rank of a torchrun job, or a single process
+    trainer.train(resume=args.resume)
+    if not trainer.is_main:
+        return 0
     evals = [r for r in load_metrics(cfg.out_dir) if "eval/pass@1" in r]
     if evals:
         print(f"held-out pass@1: {evals[0]['eval/pass@1']:.1%} (step {evals[0]['step']}) -> "

@@ -149,7 +149,7 @@ def test_make_executor_and_argument_checks():
     pool.close()
     with pytest.raises(RuntimeError, match="closed"):
         pool.map(Misbehaving(), items(["x"]))
-    with pytest.raises(ValueError, match="unknown executor 'threads'; known: process, serial"):
+    with pytest.raises(ValueError, match="unknown executor 'threads'; known: process, ray, serial"):
         make_executor("threads")
     with pytest.raises(ValueError, match="timeout must be > 0"):
         VerifierPool(timeout=0)

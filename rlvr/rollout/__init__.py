@@ -1,4 +1,5 @@
-"""Rollout engines: `hf` (transformers generate, CPU or GPU) and `vllm` (GPU, optional extra)."""
+"""Rollout engines: `hf` (transformers generate, CPU or GPU), `vllm` (GPU, optional extra) and `ray-hf` (hf engines
+on Ray actors, optional extra: `rlvr.rollout.ray_engine`)."""
 
 from rlvr.rollout.base import Engine, Sampling
 

@@ -1,0 +1,160 @@
+"""The learner under torch.distributed (launched by `torchrun`): gloo on CPU, NCCL on GPU, the policy wrapped in
+DDP. Rank 0 rolls out (with any engine, e.g. `ray-hf`), verifies, evaluates, logs and saves; every rank learns
+on its shard of the groups, split by prompt so that a group never straddles two ranks.
+
+Each rank divides its loss by the *global* token (or sequence) count over the world size, so that DDP's
+gradient average is exactly the single-process gradient of the whole batch, whatever the lengths per rank."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import os
+from dataclasses import replace
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from rlvr.rollout.hf import HFEngine
+from rlvr.trainer import TrainConfig, Trainer
+from rlvr.types import Group
+
+
+def launched() -> bool:
+    """True in a process that torchrun started as one of several ranks."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_process_group(device: str = "auto") -> tuple[int, int]:
+    """Join the process group described by torchrun's environment variables (RANK, WORLD_SIZE, LOCAL_RANK,
+    MASTER_ADDR, MASTER_PORT): NCCL with one GPU per local rank when the learner runs on CUDA, else gloo.
+    Returns (rank, world size)."""
+    missing = [v for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        raise RuntimeError(f"torch.distributed needs {', '.join(missing)} in the environment: launch with torchrun")
+    cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" now means this rank's GPU
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def shard_groups(groups: list[Group], rank: int, world_size: int) -> list[Group]:
+    """Rank `rank`'s contiguous block of ceil(len/world) groups. A short block is padded with fully masked copies
+    of a group, which add nothing to the loss, so every rank runs the same number of forward/backward passes."""
+    if not groups:
+        raise ValueError("no groups to shard")
+    per_rank = math.ceil(len(groups) / world_size)
+    mine = groups[rank * per_rank:(rank + 1) * per_rank]
+    filler = Group(groups[-1].problem, groups[-1].completions, [replace(v, mask=True) for v in groups[-1].verdicts])
+    return mine + [filler] * (per_rank - len(mine))
+
+
+class DistributedTrainer(Trainer):
+    """A Trainer that is one rank of a torchrun job. `minibatch_size` and `micro_batch_size` count completions
+    per rank; `--resume` on several nodes reads the checkpoint on rank 0 only and broadcasts it."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.rank, self.world_size = init_process_group(cfg.device)
+        self.is_main = self.rank == 0
+        super().__init__(cfg)
+        on_gpu = self.model.device.type == "cuda"
+        self.learner = DistributedDataParallel(self.model, device_ids=[self.model.device.index] if on_gpu else None)
+        self._comm_device = self.model.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+    def _make_engine(self):
+        if self.is_main:
+            return super()._make_engine()
+        # only rank 0 generates; the others need an engine only for sync_weights, a no-op on their own model
+        return HFEngine(self.model, self.tokenizer, add_special_tokens=not self.use_chat)
+
+    # -- collectives ---------------------------------------------------------------------------------------
+    def _all_reduce(self, values: list[float], op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM) -> list[float]:
+        t = torch.tensor(values, dtype=torch.float64, device=self._comm_device)
+        dist.all_reduce(t, op=op)
+        return t.tolist()
+
+    def _broadcast_object(self, obj: object) -> object:
+        box = [obj if self.is_main else None]
+        dist.broadcast_object_list(box, src=0, device=self._comm_device)
+        return box[0]
+
+    def _broadcast_parameters(self) -> None:
+        for t in [*self.model.parameters(), *self.model.buffers()]:
+            dist.broadcast(t.data, src=0)
+
+    @property
+    def _stop(self) -> bool:
+        """A stop request on any rank stops every rank at the same step (the loop reads this once per step)."""
+        return self._all_reduce([float(self._stop_requested)], dist.ReduceOp.MAX)[0] > 0
+
+    @_stop.setter
+    def _stop(self, value: bool) -> None:
+        self._stop_requested = value
+
+    # -- the hooks of the training loop --------------------------------------------------------------------
+    def collect(self) -> tuple[list[Group], dict[str, float]]:
+        return self._broadcast_object(super().collect() if self.is_main else None)  # type: ignore[return-value]
+
+    def update(self, groups: list[Group]) -> dict[str, float]:
+        """Learn on this rank's shard; metrics are averaged over ranks (loss terms then equal the global loss)."""
+        metrics = super().update(shard_groups(groups, self.rank, self.world_size))
+        keys = sorted(metrics)
+        means = self._all_reduce([metrics[k] for k in keys])
+        return {k: v / self.world_size for k, v in zip(keys, means)}
+
+    def loss_divisors(self, mask: torch.Tensor) -> tuple[float, float]:
+        """Global token and sequence counts over the world size: DDP's average then yields the global loss."""
+        tokens, seqs = self._all_reduce(list(super().loss_divisors(mask)))
+        return tokens / self.world_size, seqs / self.world_size
+
+    def evaluate(self) -> dict[str, float]:
+        return super().evaluate() if self.is_main else {}
+
+    def log(self, record: dict) -> None:
+        if self.is_main:
+            super().log(record)
+
+    def save(self) -> None:
+        if self.is_main:
+            super().save()
+
+    def _warmstart(self) -> None:
+        dist.barrier()  # every rank has reset the run directory before rank 0 writes to it
+        if self.is_main:
+            super()._warmstart()
+        self._broadcast_parameters()
+
+    def load(self) -> None:
+        dist.barrier()
+        if self.is_main:
+            super().load()
+        buf = io.BytesIO()
+        if self.is_main:
+            torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict(), "step": self.step,
+                        "ref": None if self.ref_model is None else self.ref_model.state_dict()}, buf)
+        blob = self._broadcast_object(buf.getvalue())
+        if not self.is_main:
+            state = torch.load(io.BytesIO(blob), map_location=self.model.device, weights_only=False)
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.step = state["step"]
+            if state["ref"] is not None:
+                self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+                self.ref_model.load_state_dict(state["ref"])
+
+    def train(self, resume: bool = False) -> list[dict]:
+        try:
+            return super().train(resume=resume)
+        finally:
+            dist.destroy_process_group()
+
+
+def make_trainer(cfg: TrainConfig) -> Trainer:
+    """A DistributedTrainer when launched by torchrun with several ranks, else a plain Trainer."""
+    return DistributedTrainer(cfg) if launched() else Trainer(cfg)

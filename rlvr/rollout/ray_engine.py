@@ -1,0 +1,81 @@
+"""Rollouts on Ray actors (optional extra `rlvr[ray]`): one engine per actor, on any node of the cluster. Prompts
+are split into contiguous shards, one per actor, and the completions come back in prompt order; `sync_weights`
+puts the learner's state dict in Ray's object store once and every actor loads it from there."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlvr.rollout.base import Engine, Sampling
+from rlvr.types import Completion
+from rlvr.verifiers.ray_executor import connect
+
+
+class _EngineActor:
+    """Body of one Ray actor: builds its engine (which must keep its model in `.model`) and seeds torch."""
+
+    def __init__(self, make_engine: Callable[[], Engine], seed: int, threads: int) -> None:
+        torch.set_num_threads(threads)
+        torch.manual_seed(seed)
+        self.engine = make_engine()
+
+    def generate(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[Completion]]:
+        return self.engine.generate(prompts, n, sampling)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.engine.model.load_state_dict(state)
+
+
+def hf_engine(model: str, device: str = "cpu", add_special_tokens: bool = True, batch_size: int = 256) -> Engine:
+    """An HFEngine on a freshly loaded copy of `model` ("tiny", a directory or a hub id), for use in an actor."""
+    from rlvr.models import load_policy
+    from rlvr.rollout.hf import HFEngine
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("this Ray worker was given a GPU but torch sees none")
+    policy, tokenizer = load_policy(model, device=device)
+    return HFEngine(policy, tokenizer, batch_size=batch_size, add_special_tokens=add_special_tokens)
+
+
+class RayEngine:
+    """`num_workers` Ray actors, each running the engine `make_engine()` builds in it (with `num_cpus` CPUs and
+    `num_gpus` GPUs). Actor i seeds torch with `seed + i`, so a run's sampling is reproducible."""
+
+    def __init__(self, make_engine: Callable[[], Engine], num_workers: int = 2, num_cpus: float = 1,
+                 num_gpus: float = 0, seed: int = 0, address: str | None = None) -> None:
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        self._ray = connect(address)
+        actor = self._ray.remote(_EngineActor).options(num_cpus=num_cpus, num_gpus=num_gpus)
+        threads = max(1, int(num_cpus))
+        self.actors = [actor.remote(make_engine, seed + i, threads) for i in range(num_workers)]
+
+    @classmethod
+    def hf(cls, model: str, policy: torch.nn.Module | None = None, num_workers: int = 2, num_gpus: float = 0,
+           add_special_tokens: bool = True, **kwargs: Any) -> RayEngine:
+        """HF engines loading `model` in every actor, then holding `policy`'s weights when it is given."""
+        device = "cuda" if num_gpus > 0 else "cpu"
+        make = functools.partial(hf_engine, model, device, add_special_tokens)
+        engine = cls(make, num_workers=num_workers, num_gpus=num_gpus, **kwargs)
+        if policy is not None:
+            engine.sync_weights(policy)
+        return engine
+
+    def generate(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[Completion]]:
+        shards = [s for s in np.array_split(np.arange(len(prompts)), len(self.actors)) if len(s)]
+        refs = [a.generate.remote([prompts[i] for i in s], n, sampling) for a, s in zip(self.actors, shards)]
+        return [group for shard in self._ray.get(refs) for group in shard]
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        state = self._ray.put({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        self._ray.get([a.load_state_dict.remote(state) for a in self.actors])
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self._ray.kill(actor)
+        self.actors = []
