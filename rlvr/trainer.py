@@ -38,7 +38,7 @@ class TrainConfig:
 
     model: str = "tiny"  # "tiny", a local directory, or a hub id
     env: str = "rlvr/Arithmetic-v0"
-    env_kwargs: dict[str, Any] = field(default_factory=lambda: {"level": 1})
+    env_kwargs: dict[str, Any] = field(default_factory=lambda: {"level": 2})
     train_split: str = "train"
     eval_split: str = "test"  # held-out problems for evaluation
     algo: str = "dapo"
@@ -48,7 +48,7 @@ class TrainConfig:
     engine_gpus: float = 0.0  # ray-hf: GPUs per rollout actor (a fraction shares one GPU)
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", ...
     executor: str = "serial"  # verifier executor: "serial", "process" or "ray"
-    steps: int = 150
+    steps: int = 50
     num_prompts: int = 32  # B
     group_size: int = 8  # G
     max_new_tokens: int = 8
@@ -62,11 +62,13 @@ class TrainConfig:
     epochs: int = 1  # mu: passes over each batch
     minibatch_size: int = 0  # completions per optimizer step (0: the whole batch)
     micro_batch_size: int = 0  # completions per forward pass, gradients accumulated (0: the minibatch)
-    warmstart_steps: int = 300  # supervised warm-start steps on gold answers before RL (0: none)
-    warmstart_lr: float = 3e-3
+    # supervised warm-start on gold answers before RL (rlvr/warmstart.py); None: 1000 steps for the built-in
+    # "tiny" model, which starts from random weights, and none for any other model
+    warmstart_steps: int | None = None
+    warmstart_lr: float = 6e-3
     warmstart_weight_decay: float = 1.0
-    warmstart_continue_prob: float = 0.0  # chance the warm-start text goes on past an answer (see warmstart.py)
-    eval_every: int = 25
+    warmstart_continue_prob: float = 0.7  # chance a warm-start target echoes the question after the answer
+    eval_every: int = 10
     eval_problems: int = 200
     eval_k: int = 4
     save_every: int = 50
@@ -75,6 +77,7 @@ class TrainConfig:
     threads: int = 1  # torch CPU threads (0: torch's default); one is fastest for tiny models on a busy CPU
     chat_template: bool = True  # render chat messages with the tokenizer's template when it has one
     progress: bool = True
+    tensorboard: bool = True  # also write TensorBoard events to out_dir/tensorboard when tensorboard is installed
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -119,6 +122,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
         self.eval_set = _distinct(self.eval_env.source, cfg.eval_problems)
         self._stop = False
+        self._writer: Any = None  # a TensorBoard SummaryWriter, opened with the first record
 
     def _make_engine(self):
         if self.cfg.engine == "hf":
@@ -296,6 +300,18 @@ class Trainer:
     def log(self, record: dict[str, Any]) -> None:
         with (self.out / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.cfg.tensorboard and self._writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                self.cfg.tensorboard = False
+            else:
+                self._writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=record["step"])
+        if self._writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self._writer.add_scalar(key, value, record["step"])
+            self._writer.flush()
 
     def train(self, resume: bool = False) -> list[dict[str, Any]]:
         """Run to `cfg.steps`; returns the per-step metric records (also in `out_dir/metrics.jsonl`)."""
@@ -307,6 +323,7 @@ class Trainer:
             self.load()
         else:
             (self.out / "metrics.jsonl").unlink(missing_ok=True)
+            shutil.rmtree(self.out / "tensorboard", ignore_errors=True)
             self._warmstart()
             self.log({"step": 0, **self.evaluate()})
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -334,17 +351,23 @@ class Trainer:
                     self.save()
         finally:  # an exception propagates without saving: the last checkpoint stays the last good state
             bar.close()
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
             for s, h in handlers.items():
                 signal.signal(s, h)
         self.save()
         return records
 
     def _warmstart(self) -> None:
-        if self.cfg.warmstart_steps:
-            losses = supervised_warmstart(self.model, self.tokenizer, self.env, self.cfg.warmstart_steps,
+        steps = self.cfg.warmstart_steps
+        if steps is None:
+            steps = 1000 if self.cfg.model == "tiny" else 0
+        if steps:
+            losses = supervised_warmstart(self.model, self.tokenizer, self.env, steps,
                                           lr=self.cfg.warmstart_lr, weight_decay=self.cfg.warmstart_weight_decay,
                                           continue_prob=self.cfg.warmstart_continue_prob, seed=self.cfg.seed + 1)
-            self.log({"step": 0, "warmstart/steps": self.cfg.warmstart_steps, "warmstart/final_loss": losses[-1]})
+            self.log({"step": 0, "warmstart/steps": steps, "warmstart/final_loss": losses[-1]})
             self.engine.sync_weights(self.model)
 
 

@@ -1,9 +1,9 @@
 """An optional short supervised warm-start for from-scratch models, on gold answers of the training split.
 
-Each target is ` answer`, then, with probability `continue_prob` each time, another solved problem on a new
-line, then EOS: like a pretrained base model, the result knows the answers but often does not stop after
-giving one, and the verifier then reads the wrong number. RL teaches it to answer and stop, a behaviour that
-carries over to held-out problems at once."""
+Each target is ` answer`, then, with probability `continue_prob`, the question repeated on a new line, then EOS.
+With `continue_prob > 0.5` the result behaves like a raw pretrained model: it knows the answers but, decoding
+greedily, rambles on after giving one (here: echoes the question), so the verifier reads the wrong number. RL
+has to teach it to answer and stop, a behaviour that carries over to held-out problems."""
 
 from __future__ import annotations
 
@@ -45,11 +45,10 @@ def supervised_warmstart(model: torch.nn.Module, tokenizer: PreTrainedTokenizerB
 
 
 def warmstart_target(problem: Problem, env: PromptEnv, rng: np.random.Generator, continue_prob: float) -> str:
-    """` answer`, then while a coin with `continue_prob` comes up, `\n<prompt> <answer>` for another problem."""
+    """` answer`, followed with probability `continue_prob` by the prompt again on a new line."""
     text = f" {_answer(problem)}"
-    while rng.random() < continue_prob:
-        more = env.source.sample(rng)
-        text += f"\n{env.format_prompt(more)} {_answer(more)}"
+    if rng.random() < continue_prob:
+        text += f"\n{env.format_prompt(problem)}"
     return text
 
 

@@ -71,6 +71,13 @@ def test_resume_gives_the_same_metrics_as_an_unbroken_run(tmp_path):
     unbroken, resumed = _comparable(tmp_path / "a/run/metrics.jsonl"), _comparable(tmp_path / "b/run/metrics.jsonl")
     assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4]
     assert resumed == unbroken
+    # TensorBoard holds the same curve as metrics.jsonl, without duplicates from the resumed run
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "b/run/tensorboard"))
+    events.Reload()
+    assert [(e.step, pytest.approx(e.value)) for e in events.Scalars("reward")] == [
+        (r["step"], r["reward"]) for r in resumed if "reward" in r]
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
@@ -111,9 +118,10 @@ def test_a_model_saved_to_disk_trains_through_the_model_path(tmp_path, capsys):
     out = tmp_path / "run"
     code = cli_main(["train", "--model", str(tmp_path / "saved"), "--env", "rlvr/Arithmetic-v0", "--algo", "grpo",
                      "--out-dir", str(out), "steps=2", "num_prompts=2", "group_size=2", "max_new_tokens=3",
-                     "eval_problems=4", "eval_every=2", "progress=False", "warmstart_steps=0"])
+                     "eval_problems=4", "eval_every=2", "progress=False"])
     assert code == 0
     records = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert not any("warmstart/steps" in r for r in records)  # only the from-scratch "tiny" model is warm-started
     assert records[-1]["step"] == 2 and "eval/pass@1" in records[-1]
     assert (out / "checkpoint/model/config.json").exists() and (out / "plots/reward.png").exists()
     with pytest.raises(FileNotFoundError, match="no config.json"):
