@@ -6,6 +6,7 @@ import argparse
 import inspect
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -118,6 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rlvr.distributed import make_trainer
     from rlvr.plot import load_metrics, plot_run
 
+    start = time.perf_counter()
     cfg = train_config(args)
     trainer = make_trainer(cfg)  # one rank of a torchrun job, or a single process
     trainer.train(resume=args.resume)
@@ -126,7 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     evals = [r for r in load_metrics(cfg.out_dir) if "eval/pass@1" in r]
     if evals:
         print(f"held-out pass@1: {evals[0]['eval/pass@1']:.1%} (step {evals[0]['step']}) -> "
-              f"{evals[-1]['eval/pass@1']:.1%} (step {evals[-1]['step']})")
+              f"{evals[-1]['eval/pass@1']:.1%} (step {evals[-1]['step']}) in {time.perf_counter() - start:.0f} s")
     for path in plot_run(cfg.out_dir):
         print(f"wrote {path}")
     return 0

@@ -48,7 +48,7 @@ class TrainConfig:
     engine_gpus: float = 0.0  # ray-hf: GPUs per rollout actor (a fraction shares one GPU)
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", ...
     executor: str = "serial"  # verifier executor: "serial", "process" or "ray"
-    steps: int = 50
+    steps: int = 30
     num_prompts: int = 32  # B
     group_size: int = 8  # G
     max_new_tokens: int = 8
@@ -62,13 +62,13 @@ class TrainConfig:
     epochs: int = 1  # mu: passes over each batch
     minibatch_size: int = 0  # completions per optimizer step (0: the whole batch)
     micro_batch_size: int = 0  # completions per forward pass, gradients accumulated (0: the minibatch)
-    # supervised warm-start on gold answers before RL (rlvr/warmstart.py); None: 1000 steps for the built-in
+    # supervised warm-start on gold answers before RL (rlvr/warmstart.py); None: 1500 steps for the built-in
     # "tiny" model, which starts from random weights, and none for any other model
     warmstart_steps: int | None = None
     warmstart_lr: float = 6e-3
     warmstart_weight_decay: float = 1.0
     warmstart_continue_prob: float = 0.7  # chance a warm-start target echoes the question after the answer
-    eval_every: int = 10
+    eval_every: int = 5
     eval_problems: int = 200
     eval_k: int = 4
     save_every: int = 50
@@ -362,7 +362,7 @@ class Trainer:
     def _warmstart(self) -> None:
         steps = self.cfg.warmstart_steps
         if steps is None:
-            steps = 1000 if self.cfg.model == "tiny" else 0
+            steps = 1500 if self.cfg.model == "tiny" else 0
         if steps:
             losses = supervised_warmstart(self.model, self.tokenizer, self.env, steps,
                                           lr=self.cfg.warmstart_lr, weight_decay=self.cfg.warmstart_weight_decay,

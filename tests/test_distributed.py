@@ -4,6 +4,7 @@ loss and gradient for token-mean (DAPO) and seq-mean-token-mean (GRPO) losses wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -284,10 +285,16 @@ def test_rlvr_train_runs_under_torchrun(tmp_path):
            "max_new_tokens=3", "warmstart_steps=2", "eval_problems=4", "eval_every=2", "save_every=0",
            "progress=False"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, so a hung rank can be killed with it
+    try:
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr[-3000:]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 0, 1, 2]  # written once, by rank 0
     assert "eval/pass@1" in records[1] and "eval/pass@1" in records[-1] and "pg_loss" in records[-1]
     assert (out / "checkpoint" / "state.pt").exists()
-    assert proc.stdout.count("held-out pass@1") == 1
+    assert stdout.count("held-out pass@1") == 1
