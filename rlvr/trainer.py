@@ -192,17 +192,19 @@ class Trainer:
         batch.completion_mask *= keep[:, None]  # verifier-masked completions (e.g. truncated) leave the loss
         rewards = torch.tensor([g.rewards for g in groups], dtype=torch.float32)
         advantages = algo.advantages(rewards).reshape(-1)
-        with torch.no_grad():
-            old_logp, entropy = token_logprobs(self.model, batch, with_entropy=True)
-            ref_logp = token_logprobs(self.reference(), batch)[0] if algo.beta > 0 else None
         mask = batch.completion_mask
-        engine_lp = _padded([c.logprobs or [] for c in completions], mask.shape)
-        metrics = {"entropy": float((entropy.sum() / mask.sum().clamp(min=1))),
-                   "logprob_mismatch": float(((engine_lp - old_logp).abs() * mask).sum() / mask.sum().clamp(min=1)),
-                   **algorithms.group_metrics(rewards)}
         n = len(batch)
         mb = cfg.minibatch_size or n
         micro = cfg.micro_batch_size or mb
+        # With one optimizer step per batch, pi_theta_old is the policy being differentiated: its logprobs are
+        # the loss forward's own, detached (rho = 1 exactly), and a separate no-grad forward would be wasted.
+        single_step = cfg.epochs == 1 and mb >= n
+        with torch.no_grad():
+            if single_step:
+                old_logp, entropy = torch.zeros_like(mask), torch.zeros_like(mask)  # filled by the loss forward
+            else:
+                old_logp, entropy = token_logprobs(self.model, batch, with_entropy=True)
+            ref_logp = token_logprobs(self.reference(), batch)[0] if algo.beta > 0 else None
         collected: dict[str, list[float]] = {}
         for _ in range(cfg.epochs):
             order = torch.randperm(n) if mb < n else torch.arange(n)  # fresh minibatches every epoch
@@ -213,7 +215,9 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 for m0 in range(0, len(idx), micro):
                     j = idx[m0:m0 + micro]
-                    logp, _ = token_logprobs(self.learner, batch.select(j))
+                    logp, ent = token_logprobs(self.learner, batch.select(j), with_entropy=single_step)
+                    if single_step:
+                        old_logp[j], entropy[j] = logp.detach(), ent
                     loss, lm = algo.loss(logp, old_logp[j], None if ref_logp is None else ref_logp[j],
                                          advantages[j], mask[j], num_tokens=num_tokens, num_seqs=num_seqs)
                     if not torch.isfinite(loss):
@@ -226,6 +230,10 @@ class Trainer:
                 self.optimizer.step()
                 self.scheduler.step()
         self.engine.sync_weights(self.model)
+        engine_lp = _padded([c.logprobs or [] for c in completions], mask.shape)
+        metrics = {"entropy": float((entropy.sum() / mask.sum().clamp(min=1))),
+                   "logprob_mismatch": float(((engine_lp - old_logp).abs() * mask).sum() / mask.sum().clamp(min=1)),
+                   **algorithms.group_metrics(rewards)}
         metrics.update({k: float(np.mean(v)) for k, v in collected.items()})
         metrics["lr"] = self.scheduler.get_last_lr()[0]
         return metrics

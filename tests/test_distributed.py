@@ -289,6 +289,10 @@ def test_rlvr_train_runs_under_torchrun(tmp_path):
                             start_new_session=True)  # its own process group, so a hung rank can be killed with it
     try:
         stdout, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"torchrun did not finish within 240 s; its output:\n{stdout[-2000:]}\n{stderr[-4000:]}")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

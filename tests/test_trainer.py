@@ -173,3 +173,39 @@ def test_gradient_accumulation_matches_one_full_batch_update(tmp_path, algo):
         trainer.update(groups)
         params.append(torch.cat([p.detach().flatten() for p in trainer.model.parameters()]))
     assert torch.allclose(params[0], params[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("algo", ["grpo", "gspo", "cispo"])
+def test_one_step_per_batch_reuses_the_loss_forward_for_the_old_logprobs(tmp_path, algo):
+    """With one optimizer step per batch the trainer takes pi_old from the loss forward (detached) instead of a
+    separate no-grad pass: same update and metrics as the two-pass procedure written out here."""
+    trainer = Trainer(easy_config(tmp_path, algo=algo, micro_batch_size=5))
+    groups, _ = trainer.collect()
+    model = trainer.model
+    before = [p.detach().clone() for p in model.parameters()]
+
+    # the two-pass step, from the definitions: pi_old by a no-grad forward, then the loss over the whole batch
+    prompts = [trainer.prompt_text(g.problem, trainer.env) for g in groups for _ in g.completions]
+    batch = build_batch(trainer.tokenizer, prompts, [c for g in groups for c in g.completions])
+    with torch.no_grad():
+        old_logp, entropy = token_logprobs(model, batch, with_entropy=True)
+        ref_logp = token_logprobs(trainer.reference(), batch)[0] if trainer.algo.beta > 0 else None
+    mask = batch.completion_mask
+    advantages = trainer.algo.advantages(torch.tensor([g.rewards for g in groups])).reshape(-1)
+    logp, _ = token_logprobs(model, batch)
+    loss, _ = trainer.algo.loss(logp, old_logp, ref_logp, advantages, mask,
+                                num_tokens=float(mask.sum()), num_seqs=float((mask.sum(-1) > 0).sum()))
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.cfg.max_grad_norm)
+    expected = [(b - p.grad).detach() for b, p in zip(before, model.parameters())]  # one SGD step, lr 1
+
+    with torch.no_grad():
+        for p, b in zip(model.parameters(), before):
+            p.copy_(b)
+    trainer.optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda _: 1.0)
+    metrics = trainer.update(groups)
+    for p, e in zip(model.parameters(), expected):
+        assert torch.allclose(p, e, atol=1e-6)
+    assert metrics["entropy"] == pytest.approx(float(entropy.sum() / mask.sum()), rel=1e-5)
+    assert metrics["ratio_max"] == pytest.approx(1.0) and metrics["ratio_min"] == pytest.approx(1.0)
