@@ -3,6 +3,8 @@ import json
 import numpy as np
 import pytest
 
+import rlvr
+
 from rlvr.envs.tasks.arithmetic import LEVELS, Arithmetic
 from rlvr.envs.tasks.countdown import Countdown
 from rlvr.envs.tasks.files import MATH_FIELDS, CodeFile, DatasetError, MathFields, MathFile
@@ -134,3 +136,14 @@ def test_file_heldout_split_is_stable_and_disjoint(data_dir):
     test = MathFile(path, split="test", heldout_fraction=0.2)
     assert len(train) + len(test) == 50 and not {p.id for p in train} & {p.id for p in test}
     assert [p.id for p in MathFile(path, split="test", heldout_fraction=0.2)] == [p.id for p in test]
+
+
+def test_countdown_prompt_format_is_configurable_and_checked():
+    short = rlvr.make("rlvr/Countdown-v0", num_numbers=3, max_number=9, prompt="{numbers} -> {target}:").unwrapped
+    p = short.source.get("countdown-3-9-7")
+    default = Countdown(3, 9).get("countdown-3-9-7")
+    assert p.meta == default.meta and p.prompt != default.prompt  # the same problem, worded differently
+    assert short.format_prompt(p) == f"{p.meta['numbers']} -> {p.meta['target']}:"
+    assert make_verifier("countdown")(p, p.meta["solution"]).correct
+    with pytest.raises(ValueError, match="target"):
+        Countdown(prompt="reach it with {numbers}")

@@ -32,19 +32,22 @@ def _solution(numbers: list[int], rnd: random.Random) -> str:
 
 
 class Countdown(ProceduralSource):
-    """`num_numbers` numbers in `1..max_number`; ids are `countdown-{num_numbers}-{max_number}-{key}`."""
+    """`num_numbers` numbers in `1..max_number`; ids are `countdown-{num_numbers}-{max_number}-{key}`. `prompt`
+    formats `{numbers}` and `{target}` (a short one suits a small model trained from scratch)."""
 
     name = "countdown"
     default_verifier = "countdown"
 
     def __init__(self, num_numbers: int = 3, max_number: int = 25, *, split: Split = "train",
-                 heldout_fraction: float = 0.1, seed: int = 0) -> None:
+                 heldout_fraction: float = 0.1, seed: int = 0, prompt: str = PROMPT) -> None:
         if not 2 <= num_numbers <= 6:
             raise ValueError(f"Countdown num_numbers must be in 2..6, got {num_numbers}")
         if max_number < 2:
             raise ValueError(f"Countdown max_number must be >= 2, got {max_number}")
+        if "{numbers}" not in prompt or "{target}" not in prompt:
+            raise ValueError(f"Countdown prompt must contain {{numbers}} and {{target}}, got {prompt!r}")
         super().__init__(split=split, heldout_fraction=heldout_fraction, seed=seed)
-        self.num_numbers, self.max_number = num_numbers, max_number
+        self.num_numbers, self.max_number, self.prompt = num_numbers, max_number, prompt
 
     def generate(self, key: int) -> Problem:
         rnd = random.Random(key)
@@ -52,7 +55,7 @@ class Countdown(ProceduralSource):
         solution = _solution(numbers, rnd)
         target = int(evaluate(solution))
         return Problem(id=f"countdown-{self.num_numbers}-{self.max_number}-{key}",
-                       prompt=PROMPT.format(numbers=numbers, target=target), answer=str(target),
+                       prompt=self.prompt.format(numbers=numbers, target=target), answer=str(target),
                        meta={"numbers": numbers, "target": target, "solution": solution})
 
     def key_of(self, problem_id: str) -> int:
