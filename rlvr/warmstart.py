@@ -7,6 +7,8 @@ has to teach it to answer and stop, a behaviour that carries over to held-out pr
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -20,11 +22,14 @@ def supervised_warmstart(model: torch.nn.Module, tokenizer: PreTrainedTokenizerB
                          batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1.0,
                          continue_prob: float = 0.0, seed: int = 0) -> list[float]:
     """`steps` AdamW steps of next-token cross-entropy on gold answers; returns the loss curve. Strong weight
-    decay makes a small model generalise to held-out problems far sooner than it memorises the training ones."""
+    decay makes a small model generalise to held-out problems far sooner than it memorises the training ones; the
+    learning rate warms up (50 steps, or a tenth of a short run), then decays on a cosine to lr/10 (at a constant 6e-3 the tiny model can
+    stay on its plateau before carries for 1500 steps, depending on the seed)."""
     if not 0.0 <= continue_prob < 1.0:
         raise ValueError(f"continue_prob must be in [0, 1), got {continue_prob}")
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: warmstart_lr_factor(i, steps))
     losses = []
     model.train()
     for _ in range(steps):
@@ -40,8 +45,16 @@ def supervised_warmstart(model: torch.nn.Module, tokenizer: PreTrainedTokenizerB
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
         losses.append(loss.item())
     return losses
+
+
+def warmstart_lr_factor(step: int, steps: int, floor: float = 0.1) -> float:
+    """The multiplier of lr at `step` of `steps`: a linear warm-up, then a cosine from 1 down to `floor`."""
+    warmup = min(50, max(1, steps // 10))
+    cosine = 0.5 * (1 + math.cos(math.pi * min(step, steps) / max(steps, 1)))
+    return min(1.0, (step + 1) / warmup) * (floor + (1 - floor) * cosine)
 
 
 def warmstart_target(problem: Problem, env: PromptEnv, rng: np.random.Generator, continue_prob: float) -> str:

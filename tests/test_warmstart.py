@@ -30,3 +30,17 @@ def test_warmstart_target_sometimes_echoes_the_question():
     model, tokenizer = load_policy("tiny")
     with pytest.raises(ValueError, match="continue_prob"):
         supervised_warmstart(model, tokenizer, env, steps=1, continue_prob=1.0)
+
+
+def test_warmstart_learning_rate_warms_up_then_decays_on_a_cosine():
+    import math
+
+    from rlvr.warmstart import warmstart_lr_factor
+
+    factors = [warmstart_lr_factor(i, 1500) for i in range(1500)]
+    cosine = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * i / 1500)) for i in range(1500)]
+    assert [f / c for f, c in zip(factors[:3], cosine)] == [1 / 50, 2 / 50, 3 / 50]  # warm-up over 50 steps
+    assert factors[49:] == cosine[49:]
+    assert all(a >= b for a, b in zip(factors[49:], factors[50:]))  # then never rises
+    assert factors[750] == cosine[750] and 0.1 < factors[-1] < 0.1001  # down to lr/10
+    assert warmstart_lr_factor(0, 30) == 1 / 3  # a short run warms up over a tenth of it
