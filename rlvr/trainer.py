@@ -74,7 +74,8 @@ class TrainConfig:
     save_every: int = 50
     out_dir: str = "runs/rlvr"
     seed: int = 0
-    threads: int = 1  # torch CPU threads (0: torch's default); one is fastest for tiny models on a busy CPU
+    threads: int = 0  # torch CPU threads (0: torch's default, every core); 1 is fastest for a tiny model when
+    # other jobs share the CPU
     chat_template: bool = True  # render chat messages with the tokenizer's template when it has one
     progress: bool = True
     tensorboard: bool = True  # also write TensorBoard events to out_dir/tensorboard when tensorboard is installed

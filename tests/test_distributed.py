@@ -238,6 +238,22 @@ def _rank_main(rank: int, world_size: int, port: int, out_dir: str, groups: list
     torch.distributed.destroy_process_group()
 
 
+def _kill_tree(root: int) -> None:
+    """SIGKILL `root` and every descendant: torchrun starts each rank in a session of its own, so killing
+    torchrun's process group alone would leave the ranks running."""
+    parents = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            parents[int(pid)] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    tree, grew = {root}, True
+    while grew:
+        children = {pid for pid, ppid in parents.items() if ppid in tree} - tree
+        tree, grew = tree | children, bool(children)
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -285,17 +301,15 @@ def test_rlvr_train_runs_under_torchrun(tmp_path):
            "max_new_tokens=3", "warmstart_steps=2", "eval_problems=4", "eval_every=2", "save_every=0",
            "progress=False"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group, so a hung rank can be killed with it
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = proc.communicate(timeout=240)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_tree(proc.pid)
         stdout, stderr = proc.communicate()
         pytest.fail(f"torchrun did not finish within 240 s; its output:\n{stdout[-2000:]}\n{stderr[-4000:]}")
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_tree(proc.pid)
     assert proc.returncode == 0, stderr[-3000:]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 0, 1, 2]  # written once, by rank 0
