@@ -7,7 +7,7 @@ the same budget of generated tokens, from one shared warm-started model per (tas
                              [--budget TOKENS] [--minibatch-size 64] [--out bench/results/ablation]
 
 Prints a markdown table (final held-out greedy pass@1, mean +- std over seeds; steps and tokens to reach a target
-accuracy), and writes `ablation.png` (curves) and `ablation.json` (every record) under --out. Warm-started models
+accuracy), and writes `ablation-<tasks>.png` (curves) and `ablation-<tasks>.json` (every record) under --out. Warm-started models
 are kept in bench/results/init/ and each finished run in --out/runs/, so a rerun only does what is missing (and
 seeds can run in parallel processes, then one more invocation with all of them prints the whole table).
 """
@@ -291,6 +291,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     settings = Settings(warmstart_steps=args.warmstart_steps, minibatch_size=args.minibatch_size,
                         eval_problems=50 if args.quick else 100, evals=4 if args.quick else Settings.evals)
     args.out.mkdir(parents=True, exist_ok=True)
+    stem = "ablation-" + "-".join(tasks)  # one file per task set, so a run of one task keeps another's results
     torch.set_num_threads(1)
     results = []
     for task_name in tasks:
@@ -302,17 +303,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 print(f"{task_name} {key} seed {seed}: pass@1 {result['curve'][0]['eval/pass@1']:.1%} -> "
                       f"{result['curve'][-1]['eval/pass@1']:.1%} in {len(result['records'])} steps, "
                       f"{result['seconds']:.0f} s", flush=True)
-                (args.out / "ablation.json").write_text(json.dumps(
+                (args.out / f"{stem}.json").write_text(json.dumps(
                     {"settings": dataclasses.asdict(settings), "seeds": seeds, "results": results}, indent=1))
     rows = summarise(results)
     budgets = ", ".join(f"{r['task']}: {r['budget']}" for r in {r["task"]: r for r in results}.values())
     print(f"\nTokens per run: {budgets}; B = {settings.num_prompts} prompts x G = {settings.group_size}; "
           f"{len(seeds)} seed(s); warm-start {settings.warmstart_steps} steps\n")
     print(markdown(rows))
-    plot(results, args.out / "ablation.png")
-    (args.out / "ablation.json").write_text(json.dumps(
+    plot(results, args.out / f"{stem}.png")
+    (args.out / f"{stem}.json").write_text(json.dumps(
         {"settings": dataclasses.asdict(settings), "seeds": seeds, "summary": rows, "results": results}, indent=1))
-    print(f"\nwrote {args.out / 'ablation.png'} and {args.out / 'ablation.json'}")
+    print(f"\nwrote {args.out / stem}.png and {args.out / stem}.json")
     return rows
 
 
