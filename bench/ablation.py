@@ -170,12 +170,8 @@ def run(task_name: str, key: str, seed: int, budget: int, settings: Settings, ro
     curve = [{"step": 0, "tokens": 0, **trainer.evaluate()}]
     records, tokens, next_eval = [], 0.0, budget / settings.evals
     while tokens < budget:
-        groups, stats = trainer.collect()
-        record = {"step": trainer.step + 1, **stats}
-        if groups:
-            record.update(trainer.update(groups))
-        trainer.step += 1
-        tokens += stats["length"] * cfg.num_prompts * cfg.group_size * stats["gen/rounds"]
+        record = trainer.train_step()
+        tokens += record["gen/tokens"]
         record["tokens"] = tokens
         if tokens >= next_eval or tokens >= budget:
             evaluation = trainer.evaluate()

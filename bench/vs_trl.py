@@ -82,13 +82,10 @@ def run_rlvr(s: Shared, save_to: Path) -> list[dict[str, Any]]:
                       eval_every=0, save_every=0, out_dir="/tmp/rlvr-vs-trl", seed=s.seed, threads=1, progress=False)
     trainer = Trainer(cfg)
     records = []
-    for step in range(s.steps):
-        t0 = time.perf_counter()
-        groups, stats = trainer.collect()
-        trainer.update(groups)
-        trainer.step += 1
-        records.append({"step": step + 1, "time": time.perf_counter() - t0, "reward": stats["reward"],
-                        "tokens": stats["length"] * s.prompts * s.group_size})
+    for _ in range(s.steps):
+        record = trainer.train_step()
+        records.append({"step": record["step"], "time": record["time/step"], "reward": record["reward"],
+                        "tokens": record["gen/tokens"]})
     trainer.model.save_pretrained(save_to / "model")
     trainer.tokenizer.save_pretrained(save_to / "model")
     return records

@@ -340,15 +340,7 @@ class Trainer:
                    desc="rlvr train")
         try:
             while self.step < cfg.steps and not self._stop:
-                t0 = time.perf_counter()
-                groups, stats = self.collect()
-                t_gen = time.perf_counter() - t0
-                record: dict[str, Any] = {"step": self.step + 1, **stats}
-                if groups:
-                    record.update(self.update(groups))
-                self.step += 1
-                tokens = stats["length"] * cfg.num_prompts * cfg.group_size * stats["gen/rounds"]
-                record.update({"tokens_per_s": tokens / max(t_gen, 1e-9), "time/step": time.perf_counter() - t0})
+                record = self.train_step()
                 if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
                     record.update(self.evaluate())
                 self.log(record)
@@ -367,6 +359,21 @@ class Trainer:
                 signal.signal(s, h)
         self.save()
         return records
+
+    def train_step(self) -> dict[str, Any]:
+        """One RL step: collect B groups, update on them, advance the step counter; returns the step's record."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        groups, stats = self.collect()
+        t_gen = time.perf_counter() - t0
+        record: dict[str, Any] = {"step": self.step + 1, **stats}
+        if groups:
+            record.update(self.update(groups))
+        self.step += 1
+        tokens = stats["length"] * cfg.num_prompts * cfg.group_size * stats["gen/rounds"]
+        record.update({"gen/tokens": tokens, "tokens_per_s": tokens / max(t_gen, 1e-9),
+                       "time/step": time.perf_counter() - t0})
+        return record
 
     def _warmstart(self) -> None:
         steps = self.cfg.warmstart_steps

@@ -23,8 +23,8 @@ def supervised_warmstart(model: torch.nn.Module, tokenizer: PreTrainedTokenizerB
                          continue_prob: float = 0.0, seed: int = 0) -> list[float]:
     """`steps` AdamW steps of next-token cross-entropy on gold answers; returns the loss curve. Strong weight
     decay makes a small model generalise to held-out problems far sooner than it memorises the training ones; the
-    learning rate warms up (50 steps, or a tenth of a short run), then decays on a cosine to lr/10 (at a constant 6e-3 the tiny model can
-    stay on its plateau before carries for 1500 steps, depending on the seed)."""
+    learning rate warms up (50 steps, or a tenth of a short run), then decays on a cosine to lr/10 (at a constant
+    6e-3 the tiny model can stay on its plateau before carries for 1500 steps, depending on the seed)."""
     if not 0.0 <= continue_prob < 1.0:
         raise ValueError(f"continue_prob must be in [0, 1), got {continue_prob}")
     rng = np.random.default_rng(seed)

@@ -1,7 +1,8 @@
-"""Shared test fixtures: data paths and the kwargs that file-backed envs need."""
+"""Shared test fixtures: data paths, the kwargs that file-backed envs need, and the process tree from /proc."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,24 @@ ENV_KWARGS = {
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+def live_parents() -> dict[int, int]:
+    """pid -> parent pid of every live process (zombies left out), read from /proc."""
+    parents = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(pid)] = int(fields[1])
+    return parents
+
+
+def descendants(root: int) -> set[int]:
+    """The live processes below `root` (children, their children, ...), not `root` itself."""
+    parents, tree = live_parents(), {root}
+    while children := {pid for pid, ppid in parents.items() if ppid in tree} - tree:
+        tree |= children
+    return tree - {root}

@@ -22,6 +22,8 @@ from rlvr.types import Completion, Group, Problem, Verdict
 from rlvr.verifiers.base import SerialExecutor
 from rlvr.verifiers.pool import VerifierPool, make_executor
 
+from conftest import descendants
+
 if TYPE_CHECKING:
     import torch
 
@@ -241,15 +243,7 @@ def _rank_main(rank: int, world_size: int, port: int, out_dir: str, groups: list
 def _kill_tree(root: int) -> None:
     """SIGKILL `root` and every descendant: torchrun starts each rank in a session of its own, so killing
     torchrun's process group alone would leave the ranks running."""
-    parents = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(OSError):
-            parents[int(pid)] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    tree, grew = {root}, True
-    while grew:
-        children = {pid for pid, ppid in parents.items() if ppid in tree} - tree
-        tree, grew = tree | children, bool(children)
-    for pid in tree:
+    for pid in {root} | descendants(root):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 

@@ -19,6 +19,8 @@ from rlvr.types import Problem
 from rlvr.verifiers import sandbox
 from rlvr.verifiers.code import CodeVerifier, Limits
 
+from conftest import descendants, live_parents
+
 PROMPT = "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n"
 TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
 PROBLEM = Problem(id="hostile/add", prompt=PROMPT,
@@ -70,29 +72,20 @@ def verifier() -> CodeVerifier:
 def sandbox_processes() -> list[int]:
     """Pids of live processes that belong to a sandbox started by this test process: our descendants, and
     (on a root host) anything running as a sandbox uid."""
-    parents, uids = {}, {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        if fields[0] == "Z":
-            continue
-        parents[int(pid)] = int(fields[1])
-        uids[int(pid)] = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
+    ours = descendants(os.getpid())
+    if os.geteuid() == 0:
+        in_range = range(sandbox.UID_BASE, sandbox.UID_BASE + sandbox.UID_SLOTS)
+        ours |= {pid for pid in live_parents() if _uid(pid) in in_range}
+    ours.discard(resource_tracker._resource_tracker._pid)  # multiprocessing's own helper, started by earlier tests
+    return sorted(ours)
 
-    def descends(pid: int) -> bool:
-        while pid > 1:
-            pid = parents.get(pid, 0)
-            if pid == os.getpid():
-                return True
-        return False
 
-    in_range = range(sandbox.UID_BASE, sandbox.UID_BASE + sandbox.UID_SLOTS)
-    tracker = resource_tracker._resource_tracker._pid  # multiprocessing's own helper, started by earlier tests
-    return [pid for pid in parents
-            if pid != tracker and (descends(pid) or (os.geteuid() == 0 and uids[pid] in in_range))]
+def _uid(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
 
 
 def assert_no_sandbox_processes() -> None:
@@ -297,7 +290,7 @@ def test_a_forked_child_starts_its_own_sandbox(verifier):
 @pytest.mark.parametrize("exit_call", ["sys.exit(0)", "os._exit(0)"])
 def test_sandboxes_end_with_the_host_process(exit_call):
     """At exit (atexit shutdown) or on a hard exit (bwrap --die-with-parent), no sandbox process survives."""
-    code = ("import os, sys\nfrom tests.test_sandbox import PROBLEM, GOOD, CodeVerifier, sandbox_processes\n"
+    code = ("import os, sys\nsys.path.insert(0, 'tests')  # for conftest\nfrom tests.test_sandbox import PROBLEM, GOOD, CodeVerifier, sandbox_processes\n"
             "assert CodeVerifier()(PROBLEM, GOOD).correct\nprint(sandbox_processes(), flush=True)\n" + exit_call)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent.parent).stdout

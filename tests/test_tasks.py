@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import rlvr
-
 from rlvr.envs.tasks.arithmetic import LEVELS, Arithmetic
 from rlvr.envs.tasks.countdown import Countdown
 from rlvr.envs.tasks.files import MATH_FIELDS, CodeFile, DatasetError, MathFields, MathFile
