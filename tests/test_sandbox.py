@@ -98,11 +98,12 @@ def assert_no_sandbox_processes() -> None:
     assert left == [], {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:200] for pid in left}
 
 
-# Run as the next job: every process of the sandbox that is neither this candidate nor one of its ancestors
-# (zygote, harness, server, init), the scratch dir, /tmp and System V IPC objects, and a module's behaviour.
+# Run as the next job: every process of the sandbox that is neither this candidate, nor one of its ancestors
+# (server, init), nor the harness (whose pid the test passes), the scratch dir, /tmp and System V IPC objects, and
+# a module's behaviour.
 PROBE = """import json, os, string
-def leftovers():
-    ancestors, pid = set(), os.getpid()
+def leftovers(harness):
+    ancestors, pid = {harness}, os.getpid()
     while pid > 0:
         ancestors.add(pid)
         with open(f'/proc/{pid}/stat') as f:
@@ -112,7 +113,8 @@ def leftovers():
     return others, os.listdir('.'), os.listdir('/tmp'), ipc, json.dumps([1]) + string.capwords('a b')
 """
 PROBE_PROBLEM = Problem(id="probe/leftovers", prompt="", tests={
-    "kind": "asserts", "asserts": ["assert leftovers() == ([], [], [], [], '[1]A B')"]})
+    "kind": "asserts", "setup": "import os",
+    "asserts": ["assert leftovers(os.getpid()) == ([], [], [], [], '[1]A B')"]})
 
 
 def assert_next_job_finds_a_clean_sandbox(verifier: CodeVerifier) -> None:

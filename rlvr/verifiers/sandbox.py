@@ -2,14 +2,13 @@
 
 The host side (`run`) keeps one persistent sandbox per concurrent caller: this same file started as a script
 (`serve`) inside Linux namespaces (bubblewrap, else `unshare`) with a cleared environment. The server never reads
-tests: per job it forks a harness process, waits for it, then kills every other process of the sandbox and wipes
-its scratch dirs before it takes the next job. The host reads the verdict from a pipe only the harness holds, and
-discards the sandbox when a job runs out of time or output, or ends without a report. Inside a job, the harness
-forks a zygote that knows only the candidate program, and every candidate process is forked from it with rlimits
-applied, so no candidate process ever holds the tests, their expected values or the verdict pipe. Tests run in
-the harness and reach candidate functions through a plain-data RPC. This module imports only the standard library
-at the top: it must run under `python -I -S` in a bare filesystem; modules only the host needs are imported inside
-the host functions.
+a job: per job it forks a harness process and, while that runs, a candidate process whenever the harness asks
+(the program is all a candidate reads; rlimits applied), so no candidate process ever holds the tests, their
+expected values or the verdict pipe. Then it kills every other process of the sandbox and wipes its scratch dirs
+before it takes the next job. The host reads the verdict from a pipe only the harness holds, and discards the
+sandbox when a job runs out of time or output, or ends without a report. Tests run in the harness and reach
+candidate functions through a plain-data RPC. This module imports only the standard library at the top: it must
+run under `python -I -S` in a bare filesystem; modules only the host needs are imported inside the host functions.
 """
 
 from __future__ import annotations
@@ -145,7 +144,7 @@ def resolve_isolation(requested: str | None, allow_unisolated: bool, python: str
 def run(job: dict[str, Any], tests: dict[str, Any], limits: Limits, level: str, scratch_root: str | None = None,
         python: str | None = None) -> dict[str, Any]:
     """Run one job and return the harness's report, or {"status": "error", "cause": ...} when it ran out of time
-    or output, or ended without reporting. `job` (the candidate program and options) reaches the zygote; `tests`
+    or output, or ended without reporting. `job` (the candidate program and options) reaches the candidates; `tests`
     reaches only the trusted harness. `bwrap`/`unshare` jobs run in this process's persistent sandboxes; `none`
     runs each job in a sandbox of its own. Below bwrap, a host scratch dir under `scratch_root` is the working dir."""
     if level not in LEVELS:
@@ -540,7 +539,7 @@ def decode(data: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Sandbox side: harness (trusted, runs the tests) -> zygote (knows only the program) -> candidate processes.
+# Sandbox side: the harness (trusted, runs the tests) and, forked by the server on its request, candidate processes.
 # ---------------------------------------------------------------------------------------------------------------
 
 class CandidateError(Exception):
@@ -653,52 +652,18 @@ def _serve_calls(namespace: dict[str, Any]) -> None:
         _send(RPC_FD, reply)
 
 
-def _zygote(header: dict[str, Any], control: socket.socket) -> None:
-    """Fork one candidate process per request (fds arrive with it), report its pid, then its exit status."""
-    while True:
-        try:
-            _, fds, _, _ = socket.recv_fds(control, 16, 4)
-        except OSError:
-            os._exit(0)
-        if not fds:
-            os._exit(0)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                control.close()
-                _candidate(header, fds)
-            finally:
-                os._exit(1)
-        for fd in fds:
-            os.close(fd)
-        control.sendall(struct.pack(">i", pid))
-        _, status = os.waitpid(pid, 0)
-        control.sendall(struct.pack(">i", status))
+class Spawner:
+    """The harness's handle on its server: ask for a candidate process (its fds travel with the request), learn how
+    it ended. The server forks it, so it shares no memory with the harness."""
 
-
-class Zygote:
-    """The harness's handle on the zygote process: spawn a candidate process, learn how it ended."""
-
-    def __init__(self, header: dict[str, Any]) -> None:
-        mine, theirs = socket.socketpair()
-        pid = os.fork()
-        if pid == 0:  # keep only stdout/stderr and the control socket: not stdin (tests), not the verdict pipe
-            try:
-                keep = theirs.fileno()
-                os.closerange(3, keep)
-                os.closerange(keep + 1, 1 << 16)
-                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-                _zygote(header, theirs)
-            finally:
-                os._exit(1)
-        theirs.close()
-        self.pid, self.control, self.child = pid, mine, None
+    def __init__(self, control: socket.socket) -> None:
+        self.control, self.child = control, None
 
     def spawn(self, fds: list[int]) -> int:
         try:
-            socket.send_fds(self.control, [b"x"], fds)
+            socket.send_fds(self.control, [b"spawn"], fds)
         except OSError:
-            raise CandidateError("killed", "the zygote process was killed") from None
+            raise CandidateError("killed", "the sandbox server is gone") from None
         self.child = self._read_int()
         return self.child
 
@@ -706,13 +671,15 @@ class Zygote:
         try:
             return struct.unpack(">i", _read_exact(self.control.fileno(), 4, time.monotonic() + 30))[0]
         except (EOFError, OSError):
-            raise CandidateError("killed", "the zygote process was killed") from None
+            raise CandidateError("killed", "the sandbox server is gone") from None
 
     def reap(self, kill: bool) -> str | None:
-        """Wait for the current candidate (killing it first if asked); a cause when a signal ended it."""
+        """Wait for the current candidate (the server kills it first if asked); a cause when a signal ended it."""
         if kill:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.child, signal.SIGKILL)
+            try:
+                self.control.sendall(b"kill")
+            except OSError:
+                raise CandidateError("killed", "the sandbox server is gone") from None
         status = self._read_int()
         self.child = None
         if os.WIFSIGNALED(status) and not kill:
@@ -734,8 +701,8 @@ class Remote:
 class FunctionRunner:
     """Runs tests that call candidate functions, one candidate process until it fails, then a fresh one."""
 
-    def __init__(self, zygote: Zygote, limits: dict[str, Any]) -> None:
-        self.zygote, self.limits = zygote, limits
+    def __init__(self, spawner: Spawner, limits: dict[str, Any]) -> None:
+        self.spawner, self.limits = spawner, limits
         self.fd: int | None = None
         self.names: list[str] = []
         self.deadline = 0.0
@@ -745,7 +712,7 @@ class FunctionRunner:
         if self.broken is not None:
             raise self.broken
         mine, theirs = socket.socketpair()
-        self.zygote.spawn([theirs.fileno()])
+        self.spawner.spawn([theirs.fileno()])
         theirs.close()
         self.fd = mine.detach()
         try:
@@ -775,7 +742,7 @@ class FunctionRunner:
             return None
         os.close(self.fd)
         self.fd = None
-        return self.zygote.reap(kill)
+        return self.spawner.reap(kill)
 
     def call(self, name: str, args: tuple, kwargs: dict) -> Any:
         if self.fd is None:
@@ -812,9 +779,9 @@ class FunctionRunner:
         return CandidateError(cause, "candidate process ended during a call")
 
 
-def _run_function_tests(zygote: Zygote, header: dict[str, Any], tests: dict[str, Any]) -> list[dict]:
+def _run_function_tests(spawner: Spawner, header: dict[str, Any], tests: dict[str, Any]) -> list[dict]:
     """Run `setup` (trusted) in the harness, bind the candidate's functions as `Remote`s, then each test."""
-    runner = FunctionRunner(zygote, header["limits"])
+    runner = FunctionRunner(spawner, header["limits"])
     namespace: dict[str, Any] = {"__name__": "__tests__", "__builtins__": builtins}
     exec(compile(tests.get("setup", ""), "<setup>", "exec"), namespace)
     trusted = set(namespace)
@@ -841,7 +808,7 @@ def _run_function_tests(zygote: Zygote, header: dict[str, Any], tests: dict[str,
     return results
 
 
-def _run_io_tests(zygote: Zygote, header: dict[str, Any], tests: dict[str, Any]) -> list[dict]:
+def _run_io_tests(spawner: Spawner, header: dict[str, Any], tests: dict[str, Any]) -> list[dict]:
     """Run the program once per case with the case's stdin; compare stdout line by line, trailing space ignored."""
     limits = header["limits"]
     results = []
@@ -850,7 +817,7 @@ def _run_io_tests(zygote: Zygote, header: dict[str, Any], tests: dict[str, Any])
         os.write(stdin, str(case.get("stdin", "")).encode())
         os.lseek(stdin, 0, os.SEEK_SET)
         out_r, out_w = os.pipe()
-        zygote.spawn([stdin, out_w])
+        spawner.spawn([stdin, out_w])
         os.close(stdin)
         os.close(out_w)
         out, cause = b"", None
@@ -864,7 +831,7 @@ def _run_io_tests(zygote: Zygote, header: dict[str, Any], tests: dict[str, Any])
         except TimeoutError:
             cause = "timeout"
         os.close(out_r)
-        signalled = zygote.reap(kill=cause is not None)
+        signalled = spawner.reap(kill=cause is not None)
         cause = cause or signalled
         if cause is None and _normalise(out.decode(errors="replace")) != _normalise(str(case["stdout"])):
             cause = "wrong answer"
@@ -886,25 +853,30 @@ def _normalise(text: str) -> list[str]:
     return [line.rstrip() for line in text.strip().splitlines()]
 
 
-def harness_main(job_fd: int, tests_fd: int, report_fd: int) -> None:
-    """One job, in a process forked by the server: read the job, fork the zygote, then read and run the tests."""
-    header = _recv(job_fd)
+def harness_main(job_fd: int, tests_fd: int, report_fd: int, spawner: Spawner) -> None:
+    """One job, in a process forked by the server: read the job, then the tests, run them, send the report."""
+    header = _read_memfd(job_fd)
     os.close(job_fd)
     _set_non_dumpable()
     _drop_privileges(header["uid"])
     os.chdir(header["workdir"])
-    zygote = Zygote(header)
     tests = _recv(tests_fd)
     os.close(tests_fd)
     try:
         run_tests = _run_io_tests if header["kind"] == "io" else _run_function_tests
-        report = {"status": "ok", "tests": run_tests(zygote, header, tests)}
+        report = {"status": "ok", "tests": run_tests(spawner, header, tests)}
     except CandidateError as exc:
         report = {"status": "error", "cause": exc.cause, "detail": exc.detail}
     except Exception as exc:  # a broken test suite: reported, never counted as a pass
         report = {"status": "error", "cause": "harness", "detail": f"{type(exc).__name__}: {exc}"[:300]}
-    zygote.control.close()
+    spawner.control.close()
     _send(report_fd, report)
+
+
+def _read_memfd(fd: int) -> Any:
+    """The object framed in a memfd, read from offset 0 (processes forked with the fd share its offset)."""
+    data = os.pread(fd, os.fstat(fd).st_size, 0)
+    return json.loads(data[_FRAME.size:_FRAME.size + _FRAME.unpack_from(data)[0]])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -912,9 +884,9 @@ def harness_main(job_fd: int, tests_fd: int, report_fd: int) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 def server_main(level: str) -> None:
-    """Serve jobs from the host: each "run" message brings (job, tests, report pipe, output pipe) fds; fork a
-    harness process for it, wait for it, sweep, and answer "done" (or "dirty", then exit: the host discards this
-    sandbox). Exits when the host closes the control socket."""
+    """Serve jobs from the host: each "run" message brings (job, tests, report pipe, output pipe) fds; run the job
+    (`_serve_job`), sweep, and answer "done" (or "dirty", then exit: the host discards this sandbox). Exits when
+    the host closes the control socket."""
     boot = socket.socket(fileno=0)
     _, fds, _, _ = socket.recv_fds(boot, 1, 1)
     boot.detach()
@@ -936,19 +908,65 @@ def server_main(level: str) -> None:
             return
         if request != b"run" or len(fds) != 4:
             return
-        pid = os.fork()
-        if pid == 0:
-            _job_process(control, fds)
-        for fd in fds:
-            os.close(fd)
-        os.waitpid(pid, 0)
+        _serve_job(control, fds)
         clean = level == "none" or _sweep(scratch)
         control.sendall(b"done" if clean else b"dirty")
         if not clean:
             return
 
 
-def _job_process(control: socket.socket, fds: list[int]) -> None:
+def _serve_job(control: socket.socket, fds: list[int]) -> None:
+    """Fork the job's harness; until it exits, fork a candidate process whenever it asks (the request brings the
+    candidate's fds; the answer is its pid, then its exit status). The server reads neither the job nor its tests:
+    each child reads what it needs from the fds it inherits."""
+    job_fd, tests_fd, report_fd, output_fd = fds
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # one message per request
+    harness = os.fork()
+    if harness == 0:
+        mine.close()
+        _job_process(control, fds, Spawner(theirs))
+    for fd in (tests_fd, report_fd):
+        os.close(fd)
+    theirs.close()
+    harness_fd = os.pidfd_open(harness)
+    child, child_fd, requests = 0, -1, [mine]
+    try:
+        while True:
+            ready = select.select([harness_fd] + requests + [child_fd] * (child_fd >= 0), [], [])[0]
+            if child_fd in ready:
+                status = os.waitpid(child, 0)[1]
+                os.close(child_fd)
+                child, child_fd = 0, -1
+                with contextlib.suppress(OSError):
+                    mine.sendall(struct.pack(">i", status))
+            if mine in ready:
+                try:
+                    request, given, _, _ = socket.recv_fds(mine, 16, 4)
+                except OSError:
+                    request, given = b"", []
+                if request == b"spawn" and not child:
+                    child = os.fork()
+                    if child == 0:
+                        _candidate_process(job_fd, output_fd, given)
+                    child_fd = os.pidfd_open(child)
+                    mine.sendall(struct.pack(">i", child))
+                elif request == b"kill" and child:
+                    os.kill(child, signal.SIGKILL)
+                elif not request:  # the harness is done with candidates
+                    requests = []
+                for fd in given:
+                    os.close(fd)
+            if harness_fd in ready:
+                os.waitpid(harness, 0)
+                return
+    finally:
+        for fd in (harness_fd, child_fd, job_fd, output_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        mine.close()
+
+
+def _job_process(control: socket.socket, fds: list[int], spawner: Spawner) -> None:
     """Body of a job's harness process (never returns): the output pipe becomes stdout and stderr."""
     try:
         control.close()
@@ -956,12 +974,25 @@ def _job_process(control: socket.socket, fds: list[int]) -> None:
         os.dup2(output_fd, 1)
         os.dup2(output_fd, 2)
         os.close(output_fd)
-        harness_main(job_fd, tests_fd, report_fd)
+        harness_main(job_fd, tests_fd, report_fd, spawner)
     except BaseException as exc:
         with contextlib.suppress(BaseException):
             os.write(2, f"sandbox harness failed: {type(exc).__name__}: {exc}\n".encode())
     finally:
         os._exit(0)
+
+
+def _candidate_process(job_fd: int, output_fd: int, fds: list[int]) -> None:
+    """Body of a candidate process forked by the server (never returns): read the job, become the sandbox uid,
+    send stdout and stderr to the job's output pipe, run the program."""
+    try:
+        header = _read_memfd(job_fd)
+        _drop_privileges(header["uid"])
+        os.dup2(output_fd, 1)
+        os.dup2(output_fd, 2)
+        _candidate(header, fds)
+    finally:
+        os._exit(1)
 
 
 def _sweep(scratch: tuple[str, ...]) -> bool:
