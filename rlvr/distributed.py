@@ -1,20 +1,27 @@
 """The learner under torch.distributed (launched by `torchrun`): gloo on CPU, NCCL on GPU, the policy wrapped in
-DDP. Rank 0 rolls out (with any engine, e.g. `ray-hf`), verifies, evaluates, logs and saves; every rank learns
-on its shard of the groups, split by prompt so that a group never straddles two ranks.
+DDP (`strategy="ddp"`) or sharded by FSDP2 (`strategy="fsdp"`: each rank holds 1/world of the parameters,
+gradients and optimizer state; each decoder block is one all-gather unit). Rank 0 rolls out (with any engine,
+e.g. `ray-hf`), verifies, evaluates, logs and saves; every rank learns on its shard of the groups, split by prompt
+so that a group never straddles two ranks. Under FSDP rank 0 also keeps a whole copy of the policy for its rollout
+engine, refreshed from the shards after every update.
 
-Each rank divides its loss by the *global* token (or sequence) count over the world size, so that DDP's
-gradient average is exactly the single-process gradient of the whole batch, whatever the lengths per rank."""
+Each rank divides its loss by the *global* token (or sequence) count over the world size, so that the gradient
+average of DDP (or FSDP's reduce-scatter) is exactly the single-process gradient of the whole batch, whatever the
+lengths per rank."""
 
 from __future__ import annotations
 
 import copy
-import io
 import math
 import os
 from dataclasses import replace
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict, set_model_state_dict,
+                                                     set_optimizer_state_dict)
+from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 from rlvr.rollout.hf import HFEngine
@@ -42,6 +49,19 @@ def init_process_group(device: str = "auto") -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def fsdp_shard(model: torch.nn.Module) -> torch.nn.Module:
+    """Shard `model` in place with FSDP2: every decoder block (the classes a transformers model lists in
+    `_no_split_modules`) is one unit, the rest (embeddings, final norm, head) the root's."""
+    blocks = set(getattr(model, "_no_split_modules", None) or ())
+    for module in list(model.modules())[1:]:
+        if type(module).__name__ in blocks:
+            fully_shard(module)
+    return fully_shard(model)
+
+
+WHOLE = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered onto CPU (on rank 0 only for models)
+
+
 def shard_groups(groups: list[Group], rank: int, world_size: int) -> list[Group]:
     """Rank `rank`'s contiguous block of ceil(len/world) groups. A short block is padded with fully masked copies
     of a group, which add nothing to the loss, so every rank runs the same number of forward/backward passes."""
@@ -58,15 +78,27 @@ class DistributedTrainer(Trainer):
     per rank; `--resume` on several nodes reads the checkpoint on rank 0 only and broadcasts it."""
 
     def __init__(self, cfg: TrainConfig) -> None:
+        if cfg.strategy not in ("ddp", "fsdp"):
+            raise ValueError(f"strategy must be 'ddp' or 'fsdp', got {cfg.strategy!r}")
         self.rank, self.world_size = init_process_group(cfg.device)
         self.is_main = self.rank == 0
+        self.fsdp = cfg.strategy == "fsdp"
         super().__init__(cfg)
-        on_gpu = self.model.device.type == "cuda"
-        self.learner = DistributedDataParallel(self.model, device_ids=[self.model.device.index] if on_gpu else None)
         self._comm_device = self.model.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        if not self.fsdp:
+            on_gpu = self.model.device.type == "cuda"
+            self.learner = DistributedDataParallel(self.model, device_ids=[self.model.device.index] if on_gpu else None)
+            return
+        # pi_ref is a sharded copy too, taken now (FSDP modules cannot be deep-copied) and loaded when first used
+        self._ref_shell = None if self.algo.beta == 0 else fsdp_shard(copy.deepcopy(self.model)).requires_grad_(False)
+        fsdp_shard(self.model)
+        self.make_optimizer()  # over the sharded parameters
+        self.load_whole_state(self.model, self.rollout_model.state_dict() if self.is_main else {})
 
     def _make_engine(self):
         if self.is_main:
+            if self.fsdp:  # the learner's parameters are about to be sharded: generation needs whole weights
+                self.rollout_model = copy.deepcopy(self.model)
             return super()._make_engine()
         # only rank 0 generates; the others need an engine only for sync_weights, a no-op on their own model
         return HFEngine(self.model, self.tokenizer, add_special_tokens=not self.use_chat)
@@ -83,8 +115,50 @@ class DistributedTrainer(Trainer):
         return box[0]
 
     def _broadcast_parameters(self) -> None:
+        """Rank 0's whole policy to every rank's learner (as DDP parameters or as FSDP shards)."""
+        if self.fsdp:
+            self.load_whole_state(self.model, self.rollout_model.state_dict() if self.is_main else {})
+            return
         for t in [*self.model.parameters(), *self.model.buffers()]:
             dist.broadcast(t.data, src=0)
+
+    # -- whole states from shards (FSDP); every rank calls these together -----------------------------------
+    def whole_state(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return get_model_state_dict(module, options=WHOLE) if self.fsdp else super().whole_state(module)
+
+    def load_whole_state(self, module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+        """Under FSDP, rank 0's `state` is scattered to every rank's shards (the other ranks pass {})."""
+        if not self.fsdp:
+            return super().load_whole_state(module, state)
+        set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+
+    def optimizer_state(self) -> dict:
+        if not self.fsdp:
+            return super().optimizer_state()
+        return get_optimizer_state_dict(self.model, self.optimizer, options=WHOLE)
+
+    def load_optimizer_state(self, state: dict) -> None:
+        if not self.fsdp:
+            return super().load_optimizer_state(state)
+        set_optimizer_state_dict(self.model, self.optimizer, state,
+                                 options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+
+    def sync_engine(self) -> None:
+        if self.fsdp:  # gather the shards into rank 0's whole copy
+            state = self.whole_state(self.model)
+            if self.is_main:
+                self.rollout_model.load_state_dict(state)
+        super().sync_engine()
+
+    def reference(self) -> torch.nn.Module:
+        if not self.fsdp:
+            return super().reference()
+        if self.ref_model is None:  # shard for shard, the policy as it is now
+            with torch.no_grad():
+                for ref, param in zip(self._ref_shell.parameters(), self.model.parameters()):
+                    ref.copy_(param)
+            self.ref_model = self._ref_shell.eval()
+        return self.ref_model
 
     @property
     def _stop(self) -> bool:
@@ -118,10 +192,6 @@ class DistributedTrainer(Trainer):
         if self.is_main:
             super().log(record)
 
-    def save(self) -> None:
-        if self.is_main:
-            super().save()
-
     def _warmstart(self) -> None:
         dist.barrier()  # every rank has reset the run directory before rank 0 writes to it
         if self.is_main:
@@ -129,24 +199,12 @@ class DistributedTrainer(Trainer):
         self._broadcast_parameters()
 
     def load(self) -> None:
+        """Rank 0 reads the checkpoint and broadcasts it; every rank restores its learner from it."""
         dist.barrier()
+        state = self._broadcast_object(self.read_checkpoint() if self.is_main else None)
+        self.restore(state)
         if self.is_main:
-            super().load()
-        buf = io.BytesIO()
-        if self.is_main:
-            torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict(), "step": self.step,
-                        "ref": None if self.ref_model is None else self.ref_model.state_dict()}, buf)
-        blob = self._broadcast_object(buf.getvalue())
-        if not self.is_main:
-            state = torch.load(io.BytesIO(blob), map_location=self.model.device, weights_only=False)
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.step = state["step"]
-            if state["ref"] is not None:
-                self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
-                self.ref_model.load_state_dict(state["ref"])
+            self.restore_sampling(state)
 
     def train(self, resume: bool = False) -> list[dict]:
         try:

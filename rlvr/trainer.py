@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.distributed.tensor import DTensor
 from tqdm import tqdm
 
 import rlvr
@@ -47,6 +48,8 @@ class TrainConfig:
     engine_workers: int = 2  # ray-hf: rollout actors
     engine_gpus: float = 0.0  # ray-hf: GPUs per rollout actor (a fraction shares one GPU)
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", ...
+    strategy: str = "ddp"  # under torchrun: "ddp" (each rank holds the whole model) or "fsdp" (parameters,
+    # gradients and optimizer state sharded across ranks by torch FSDP2; see rlvr/distributed.py)
     executor: str = "serial"  # verifier executor: "serial", "process" or "ray"
     steps: int = 30
     num_prompts: int = 32  # B
@@ -111,38 +114,46 @@ class Trainer:
         device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
         self.model, self.tokenizer = load_policy(cfg.model, device=device)
         self.learner: torch.nn.Module = self.model  # what the loss's forward runs through (DDP under torchrun)
+        # the whole policy, which the engine generates with, the warm-start trains and checkpoints store: the
+        # same module as self.model, except under FSDP, where self.model is sharded and rank 0 keeps this copy
+        self.rollout_model: torch.nn.Module = self.model
         self.use_chat = cfg.chat_template and getattr(self.tokenizer, "chat_template", None) is not None
         self.engine = self._make_engine()
         self.sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k)
         self.data_rng = np.random.default_rng(cfg.seed)
         self.step = 0
         self.ref_model: torch.nn.Module | None = None
+        self.make_optimizer()
+        self.eval_set = _distinct(self.eval_env.source, cfg.eval_problems)
+        self._stop = False
+        self._writer: Any = None  # a TensorBoard SummaryWriter, opened with the first record
+
+    def make_optimizer(self) -> None:
+        """AdamW over the learner's parameters, with a linear warm-up of the learning rate."""
+        cfg = self.cfg
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99),
                                            weight_decay=cfg.weight_decay)
         warmup = max(1, cfg.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
-        self.eval_set = _distinct(self.eval_env.source, cfg.eval_problems)
-        self._stop = False
-        self._writer: Any = None  # a TensorBoard SummaryWriter, opened with the first record
 
     def _make_engine(self):
         if self.cfg.engine == "hf":
             from rlvr.rollout.hf import HFEngine
 
-            return HFEngine(self.model, self.tokenizer, add_special_tokens=not self.use_chat)
+            return HFEngine(self.rollout_model, self.tokenizer, add_special_tokens=not self.use_chat)
         if self.cfg.engine == "vllm":
             from rlvr.rollout.vllm import VLLMEngine
 
             path = self.cfg.model
             if path == "tiny":  # vLLM loads from a directory: hand it the freshly built model
                 path = str(self.out / "initial_model")
-                self.model.save_pretrained(path)
+                self.rollout_model.save_pretrained(path)
                 self.tokenizer.save_pretrained(path)
             return VLLMEngine(path, self.tokenizer, seed=self.cfg.seed)
         if self.cfg.engine == "ray-hf":
             from rlvr.rollout.ray_engine import RayEngine
 
-            return RayEngine.hf(self.cfg.model, self.model, num_workers=self.cfg.engine_workers,
+            return RayEngine.hf(self.cfg.model, self.rollout_model, num_workers=self.cfg.engine_workers,
                                 num_gpus=self.cfg.engine_gpus, add_special_tokens=not self.use_chat, seed=self.cfg.seed)
         raise ValueError(f"engine must be 'hf', 'vllm' or 'ray-hf', got {self.cfg.engine!r}")
 
@@ -227,10 +238,12 @@ class Trainer:
                     for k, v in lm.items():
                         collected.setdefault(k, []).append(v)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                if isinstance(grad_norm, DTensor):  # FSDP: the norm of the sharded gradients, reduced over ranks
+                    grad_norm = grad_norm.full_tensor()
                 collected.setdefault("grad_norm", []).append(float(grad_norm))
                 self.optimizer.step()
                 self.scheduler.step()
-        self.engine.sync_weights(self.model)
+        self.sync_engine()
         engine_lp = _padded([c.logprobs or [] for c in completions], mask.shape)
         metrics = {"entropy": float((entropy.sum() / mask.sum().clamp(min=1))),
                    "logprob_mismatch": float(((engine_lp - old_logp).abs() * mask).sum() / mask.sum().clamp(min=1)),
@@ -264,15 +277,38 @@ class Trainer:
     def checkpoint_dir(self) -> Path:
         return self.out / "checkpoint"
 
+    def sync_engine(self) -> None:
+        """Hand the learner's current weights to the rollout engine."""
+        self.engine.sync_weights(self.rollout_model)
+
+    def whole_state(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """A module's whole state dict (a sharded learner gathers it: every rank must call this)."""
+        return module.state_dict()
+
+    def load_whole_state(self, module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+        module.load_state_dict(state)
+
+    def optimizer_state(self) -> dict[str, Any]:
+        """The optimizer's whole state dict (gathered from every rank under FSDP)."""
+        return self.optimizer.state_dict()
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
+
     def save(self) -> None:
-        """Write the checkpoint next to the old one, then swap, so a kill mid-save loses nothing."""
+        """Write the checkpoint next to the old one, then swap, so a kill mid-save loses nothing. Every rank
+        gathers, the main process writes."""
+        optimizer = self.optimizer_state()
+        ref = None if self.ref_model is None else self.whole_state(self.ref_model)
+        if not self.is_main:
+            return
         tmp = self.out / "checkpoint.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp / "model")
+        self.rollout_model.save_pretrained(tmp / "model")
         self.tokenizer.save_pretrained(tmp / "model")
-        if self.ref_model is not None:
-            self.ref_model.save_pretrained(tmp / "ref")
-        torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(),
+        if ref is not None:
+            self.rollout_model.save_pretrained(tmp / "ref", state_dict=ref)
+        torch.save({"step": self.step, "optimizer": optimizer,
                     "scheduler": self.scheduler.state_dict(), "data_rng": self.data_rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
                     "numpy_rng": np.random.get_state(), "config": asdict(self.cfg)}, tmp / "state.pt")
@@ -283,24 +319,40 @@ class Trainer:
         tmp.rename(self.checkpoint_dir)
         shutil.rmtree(old, ignore_errors=True)
 
-    def load(self) -> None:
+    def read_checkpoint(self) -> dict[str, Any]:
+        """The checkpoint's state.pt, plus the policy's and the reference's weights as whole state dicts."""
         ckpt = self.checkpoint_dir
         if not (ckpt / "state.pt").exists():
             raise FileNotFoundError(f"no checkpoint to resume from in {ckpt}")
         state = torch.load(ckpt / "state.pt", weights_only=False)
-        model, _ = load_policy(str(ckpt / "model"))
-        self.model.load_state_dict(model.state_dict())
-        if (ckpt / "ref").exists():
-            self.ref_model = type(self.model).from_pretrained(ckpt / "ref").eval()
-        self.optimizer.load_state_dict(state["optimizer"])
+        state["model"] = load_policy(str(ckpt / "model"))[0].state_dict()
+        ref = ckpt / "ref"
+        state["ref"] = type(self.rollout_model).from_pretrained(ref).state_dict() if ref.exists() else None
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a checkpoint's weights, reference, optimizer, scheduler and step (on every rank)."""
+        self.load_whole_state(self.model, state["model"])
+        if state["ref"] is not None:
+            self.ref_model = None  # a fresh copy of the restored policy, then the reference's own weights
+            self.load_whole_state(self.reference(), state["ref"])
+        self.load_optimizer_state(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.step = state["step"]
+        self.sync_engine()
+
+    def restore_sampling(self, state: dict[str, Any]) -> None:
+        """Continue the checkpoint's random streams and drop metric records past its step (main process)."""
         self.data_rng.bit_generator.state = state["data_rng"]
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
         np.random.set_state(state["numpy_rng"])
-        self.step = state["step"]
-        self.engine.sync_weights(self.model)
         _truncate_metrics(self.out / "metrics.jsonl", self.step)
+
+    def load(self) -> None:
+        state = self.read_checkpoint()
+        self.restore(state)
+        self.restore_sampling(state)
 
     # -- the loop ------------------------------------------------------------------------------------------
     def _request_stop(self, signum: int, _frame: Any) -> None:
@@ -380,11 +432,11 @@ class Trainer:
         if steps is None:
             steps = 1500 if self.cfg.model == "tiny" else 0
         if steps:
-            losses = supervised_warmstart(self.model, self.tokenizer, self.env, steps,
+            losses = supervised_warmstart(self.rollout_model, self.tokenizer, self.env, steps,
                                           lr=self.cfg.warmstart_lr, weight_decay=self.cfg.warmstart_weight_decay,
                                           continue_prob=self.cfg.warmstart_continue_prob, seed=self.cfg.seed + 1)
             self.log({"step": 0, "warmstart/steps": steps, "warmstart/final_loss": losses[-1]})
-            self.engine.sync_weights(self.model)
+            self.engine.sync_weights(self.rollout_model)
 
 
 def _distinct(source: Any, limit: int) -> list[Problem]:

@@ -190,11 +190,11 @@ def test_trainer_rolls_out_and_verifies_on_ray(ray_cluster, tmp_path):
 ALGOS = ("dapo", "grpo")  # token-mean, and seq-mean-token-mean with a KL term
 
 
-def learner_config(out_dir: str, algo: str) -> TrainConfig:
+def learner_config(out_dir: str, algo: str, strategy: str = "ddp") -> TrainConfig:
     from rlvr.trainer import TrainConfig
 
     return TrainConfig(algo=algo, out_dir=out_dir, warmstart_steps=0, eval_problems=4, progress=False,
-                       group_size=4, max_new_tokens=8, max_grad_norm=1e9)
+                       group_size=4, max_new_tokens=8, max_grad_norm=1e9, strategy=strategy)
 
 
 def fixed_groups(tokenizer, source) -> list[Group]:
@@ -221,10 +221,11 @@ def sgd_update(trainer: Trainer, groups: list[Group]) -> tuple[dict[str, float],
     trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda _: 1.0)
     before = [p.detach().clone() for p in trainer.model.parameters()]
     metrics = trainer.update(groups)
-    return metrics, [b - p.detach() for b, p in zip(before, trainer.model.parameters())]
+    steps = [b - p.detach() for b, p in zip(before, trainer.model.parameters())]
+    return metrics, [s.full_tensor() if hasattr(s, "full_tensor") else s for s in steps]  # FSDP: gather shards
 
 
-def _rank_main(rank: int, world_size: int, port: int, out_dir: str, groups: list[Group]) -> None:
+def _rank_main(rank: int, world_size: int, port: int, out_dir: str, groups: list[Group], strategy: str) -> None:
     import torch
 
     from rlvr.distributed import DistributedTrainer
@@ -234,8 +235,15 @@ def _rank_main(rank: int, world_size: int, port: int, out_dir: str, groups: list
     torch.set_num_threads(1)
     results = {}
     for algo in ALGOS:
-        trainer = DistributedTrainer(learner_config(out_dir, algo))
+        trainer = DistributedTrainer(learner_config(out_dir, algo, strategy))
         results[algo] = sgd_update(trainer, groups)
+        if strategy == "fsdp":  # rank 0's whole copy, which its engine generates with, follows the shards
+            local = sum(p.to_local().numel() for p in trainer.model.parameters())
+            assert local < 0.6 * sum(p.numel() for p in trainer.model.parameters())  # each rank holds ~half
+            whole = trainer.whole_state(trainer.model)
+            if rank == 0:
+                for name, value in trainer.rollout_model.state_dict().items():
+                    torch.testing.assert_close(value, whole[name], rtol=0, atol=0)
     torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
@@ -263,7 +271,8 @@ def test_shard_groups_keeps_groups_whole_and_pads_short_shards():
     assert len(shards[1]) == 3 and all(v.mask for v in shards[1][2].verdicts)
 
 
-def test_two_gloo_ranks_give_the_single_process_loss_and_gradient(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_gloo_ranks_give_the_single_process_loss_and_gradient(tmp_path, strategy):
     import torch
 
     from rlvr.trainer import Trainer
@@ -276,7 +285,7 @@ def test_two_gloo_ranks_give_the_single_process_loss_and_gradient(tmp_path):
         single[algo] = sgd_update(trainer, groups)
     tokens = [sum(len(c.token_ids) for g in shard for c in g.completions) for shard in (groups[:3], groups[3:])]
     assert tokens[0] > 2 * tokens[1]  # unequal lengths: a per-rank normalisation would get a different answer
-    torch.multiprocessing.spawn(_rank_main, args=(2, _free_port(), str(tmp_path), groups), nprocs=2)
+    torch.multiprocessing.spawn(_rank_main, args=(2, _free_port(), str(tmp_path), groups, strategy), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     for algo in ALGOS:
         want_metrics, want_grads = single[algo]
@@ -288,14 +297,12 @@ def test_two_gloo_ranks_give_the_single_process_loss_and_gradient(tmp_path):
         assert any(g.abs().max() > 0 for g in want_grads)
 
 
-def test_rlvr_train_runs_under_torchrun(tmp_path):
-    out = tmp_path / "run"
+def _torchrun(args: list[str], cwd: Path) -> str:
+    """`rlvr train ARGS` on two gloo ranks; its stdout (the test fails with the ranks' output if it fails)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-           "-m", "rlvr.cli", "train", "--out-dir", str(out), "--algo", "grpo", "--steps", "2", "num_prompts=4", "group_size=4",
-           "max_new_tokens=3", "warmstart_steps=2", "eval_problems=4", "eval_every=2", "save_every=0",
-           "progress=False"]
+           "-m", "rlvr.cli", "train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = proc.communicate(timeout=240)
     except subprocess.TimeoutExpired:
@@ -305,8 +312,22 @@ def test_rlvr_train_runs_under_torchrun(tmp_path):
     finally:
         _kill_tree(proc.pid)
     assert proc.returncode == 0, stderr[-3000:]
+    return stdout
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_rlvr_train_runs_under_torchrun(tmp_path, strategy):
+    out = tmp_path / "run"
+    args = ["--out-dir", str(out), "--algo", "grpo", "num_prompts=4", "group_size=4", "max_new_tokens=3",
+            "warmstart_steps=2", "eval_problems=4", "eval_every=2", "save_every=0", "progress=False",
+            f"strategy={strategy}"]
+    stdout = _torchrun(["--steps", "2", *args], tmp_path)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 0, 1, 2]  # written once, by rank 0
     assert "eval/pass@1" in records[1] and "eval/pass@1" in records[-1] and "pg_loss" in records[-1]
-    assert (out / "checkpoint" / "state.pt").exists()
+    assert (out / "checkpoint" / "state.pt").exists() and (out / "checkpoint" / "ref").exists()  # GRPO's KL
     assert stdout.count("held-out pass@1") == 1
+    if strategy == "fsdp":  # the gathered checkpoint resumes into shards
+        _torchrun(["--steps", "3", "--resume", *args], tmp_path)
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records] == [0, 0, 1, 2, 3] and records[-1]["kl_ref"] >= 0
