@@ -313,3 +313,38 @@ def test_hard_deadline_kills_code_that_ignores_signals():
     assert not ok and reason.startswith("timeout") and "killed" in reason
     assert time.monotonic() - start < 10
     assert call_with_deadline(pow, (2, 10), timeout=5) == (True, 1024)
+
+
+def test_two_stage_latex_parsing_gives_the_ll_parse():
+    """SLL-first parsing (ANTLR's two-stage strategy) must return exactly what math-verify's own LL parse does,
+    including for inputs with syntax errors (reparsed in LL) and the bracket shapes that make LL slow."""
+    from math_verify import parse
+
+    from rlvr.verifiers.math_verifier import two_stage_parsing
+
+    answers = [g for _, g, _, _ in TABLE] + [t for _, _, t, _ in TABLE] + [
+        "(1, 5]", "[2, 7)", "(-\\infty, 3] \\cup (4, \\infty)", "\\{1, 2, 3\\}", "(1, 2)", "[1, 2]", "x = 3, y = 4",
+        "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\frac{3\\pi}{4}", "2\\sqrt{3}", "\\frac{1}{", "(1, 2",
+        "\\sqrt[3]{x+1}", "a^{b^{c}}", "\\left( \\frac{1}{2}, 3 \\right]", "1,000,000", "1, 000", "}{"]
+    for text in answers:
+        expected = [str(x) for x in parse(f"\\boxed{{{text}}}")]
+        with two_stage_parsing():
+            got = [str(x) for x in parse(f"\\boxed{{{text}}}")]
+        assert got == expected, text
+
+
+def test_table_verdicts_are_the_same_without_two_stage_parsing():
+    """The heavy comparison itself (in this process, caches cleared), with and without SLL-first parsing."""
+    from latex2sympy2_extended.latex2sympy2 import _Latex2Sympy
+
+    from rlvr.verifiers.math_verifier import Judge, equivalent, gold_answer, parse_answer
+
+    pairs = [(gold_answer(g), extract_answer(t, MathVerifier.extract)) for _, g, t, _ in TABLE]
+    pairs = [(g, a) for g, a in pairs if a is not None and quick_verdict(g, a) is None]
+    assert len(pairs) > 50
+    verdicts = {}
+    for two_stage in (False, True):
+        parse_answer.cache_clear(), equivalent.cache_clear()
+        verdicts[two_stage] = [Judge(20.0, 6, 15, True, two_stage)(g, a) for g, a in pairs]
+    assert verdicts[True] == verdicts[False]
+    assert _Latex2Sympy._rlvr_two_stage  # the wrapper is installed (it is a no-op outside two_stage_parsing)
