@@ -3,6 +3,7 @@ log-probabilities (and entropies) of the completion tokens under a model."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -53,14 +54,18 @@ def build_batch(tokenizer: PreTrainedTokenizerBase, prompts: list[str], completi
 
 
 def token_logprobs(model: torch.nn.Module, batch: PolicyBatch, with_entropy: bool = False,
-                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   share_prompts: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(o_t | q, o_<t) for every completion position [N, T] (0 on padding), and optionally the entropy of
-    pi(. | q, o_<t) at each position."""
+    pi(. | q, o_<t) at each position. With `share_prompts`, rows with the same prompt (a group's G completions)
+    run the prompt through the model once and continue from its KV cache (`shared_prompt_logits`)."""
     device = next(model.parameters()).device
-    logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
-                   position_ids=batch.position_ids.to(device)).logits
-    logits = logits[:, batch.prompt_width - 1:-1].float()  # position t predicts token t + 1
-    logprobs = logits.log_softmax(-1)
+    if share_prompts:
+        logits = shared_prompt_logits(model, batch, device)
+    else:
+        logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
+                       position_ids=batch.position_ids.to(device)).logits[:, batch.prompt_width - 1:-1]
+    # position t predicts token t + 1; half precision is upcast, float64 kept
+    logprobs = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
     targets = batch.input_ids[:, batch.prompt_width:].to(device)
     mask = batch.completion_mask.to(device)
     logp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1) * mask
@@ -69,3 +74,39 @@ def token_logprobs(model: torch.nn.Module, batch: PolicyBatch, with_entropy: boo
         with torch.no_grad():
             entropy = -(logprobs.exp() * logprobs).sum(-1) * mask
     return logp, entropy
+
+
+def shared_prompt_logits(model: torch.nn.Module, batch: PolicyBatch, device: torch.device) -> torch.Tensor:
+    """The logits that predict each completion token [N, T, V], computing each distinct prompt once: the distinct
+    prompts run with a KV cache, the cache is gathered to one copy per row (gradients flow back through the
+    gather into the shared prompt), and the completions run on top of it. Equal to the full forward up to
+    floating-point summation order; with G completions per prompt it saves (G - 1) / G of the prompt tokens."""
+    width = batch.prompt_width
+    input_ids, attention = batch.input_ids.to(device), batch.attention_mask.to(device)
+    positions = batch.position_ids.to(device)
+    prompts, row_of, first = distinct_rows(input_ids[:, :width])
+    out = model(input_ids=prompts, attention_mask=attention[first, :width], position_ids=positions[first, :width],
+                use_cache=True)
+    first_logits = out.logits[row_of, -1:]  # the last prompt position predicts the first completion token
+    if input_ids.shape[1] - width == 1:
+        return first_logits
+    name = cache_name(model)
+    cache = getattr(out, name)
+    cache.batch_select_indices(row_of)
+    rest = model(input_ids=input_ids[:, width:-1], attention_mask=attention[:, :-1],
+                 position_ids=positions[:, width:-1], **{name: cache}).logits
+    return torch.cat([first_logits, rest], 1)
+
+
+def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(the distinct rows, each row's index among them, one row index holding each distinct row)."""
+    distinct, row_of = torch.unique(rows, dim=0, return_inverse=True)
+    first = torch.empty(len(distinct), dtype=torch.long, device=rows.device).scatter_(
+        0, row_of, torch.arange(len(row_of), device=rows.device))
+    return distinct, row_of, first
+
+
+def cache_name(model: torch.nn.Module) -> str:
+    """What transformers calls the KV cache (argument and output): `cache` from 5.x, `past_key_values` before."""
+    forward = getattr(model, "module", model).forward  # through a DDP wrapper
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"

@@ -65,6 +65,7 @@ class TrainConfig:
     epochs: int = 1  # mu: passes over each batch
     minibatch_size: int = 0  # completions per optimizer step (0: the whole batch)
     micro_batch_size: int = 0  # completions per forward pass, gradients accumulated (0: the minibatch)
+    share_prompt_forward: bool = True  # learner forwards run each distinct prompt once (rlvr.batch), not G times
     # supervised warm-start on gold answers before RL (rlvr/warmstart.py); None: 1500 steps for the built-in
     # "tiny" model, which starts from random weights, and none for any other model
     warmstart_steps: int | None = None
@@ -211,12 +212,13 @@ class Trainer:
         # With one optimizer step per batch, pi_theta_old is the policy being differentiated: its logprobs are
         # the loss forward's own, detached (rho = 1 exactly), and a separate no-grad forward would be wasted.
         single_step = cfg.epochs == 1 and mb >= n
+        share = cfg.share_prompt_forward
         with torch.no_grad():
             if single_step:
                 old_logp, entropy = torch.zeros_like(mask), torch.zeros_like(mask)  # filled by the loss forward
             else:
-                old_logp, entropy = token_logprobs(self.model, batch, with_entropy=True)
-            ref_logp = token_logprobs(self.reference(), batch)[0] if algo.beta > 0 else None
+                old_logp, entropy = token_logprobs(self.model, batch, with_entropy=True, share_prompts=share)
+            ref_logp = token_logprobs(self.reference(), batch, share_prompts=share)[0] if algo.beta > 0 else None
         collected: dict[str, list[float]] = {}
         for _ in range(cfg.epochs):
             order = torch.randperm(n) if mb < n else torch.arange(n)  # fresh minibatches every epoch
@@ -227,7 +229,8 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 for m0 in range(0, len(idx), micro):
                     j = idx[m0:m0 + micro]
-                    logp, ent = token_logprobs(self.learner, batch.select(j), with_entropy=single_step)
+                    logp, ent = token_logprobs(self.learner, batch.select(j), with_entropy=single_step,
+                                               share_prompts=share)
                     if single_step:
                         old_logp[j], entropy[j] = logp.detach(), ent
                     loss, lm = algo.loss(logp, old_logp[j], None if ref_logp is None else ref_logp[j],

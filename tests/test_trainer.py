@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
+import numpy as np
 import torch
 
 import rlvr
@@ -209,3 +210,52 @@ def test_one_step_per_batch_reuses_the_loss_forward_for_the_old_logprobs(tmp_pat
         assert torch.allclose(p, e, atol=1e-6)
     assert metrics["entropy"] == pytest.approx(float(entropy.sum() / mask.sum()), rel=1e-5)
     assert metrics["ratio_max"] == pytest.approx(1.0) and metrics["ratio_min"] == pytest.approx(1.0)
+
+
+def test_shared_prompt_forward_equals_the_full_forward():
+    """Each distinct prompt run once, its KV cache gathered per row: the same log-probs, entropies and gradients
+    as the full forward, for shuffled rows, prompts of different lengths, empty completions and single tokens."""
+    tokenizer = char_tokenizer()
+    model = tiny_model(tokenizer, seed=5).double()
+    rng = np.random.default_rng(0)
+    prompts = ["1+2=", "13+24-7=", "9-9=", "100+1="]
+    rows = [p for p in prompts for _ in range(3)] + ["7+7="]  # three groups of three, one prompt alone
+    lengths = [0, 1, 5, 3, 8, 2, 1, 0, 6, 4, 4, 7, 1]
+    completions = [Completion("", [int(t) for t in rng.integers(3, 90, n)]) for n in lengths]
+    order = rng.permutation(len(rows))
+    for width in (None, 1):  # all lengths, then every completion cut to one token (the cache is never used)
+        comps = [Completion("", c.token_ids[:width] if width else c.token_ids) for c in completions]
+        batch = build_batch(tokenizer, [rows[i] for i in order], [comps[i] for i in order])
+        results = []
+        for share in (False, True):
+            model.zero_grad()
+            logp, entropy = token_logprobs(model, batch, with_entropy=True, share_prompts=share)
+            (logp * torch.linspace(0.5, 1.5, logp.numel()).reshape(logp.shape)).sum().backward()
+            results.append((logp.detach(), entropy, [p.grad.clone() for p in model.parameters()]))
+        (logp0, ent0, grads0), (logp1, ent1, grads1) = results
+        torch.testing.assert_close(logp1, logp0, rtol=0, atol=1e-6)
+        torch.testing.assert_close(ent1, ent0, rtol=0, atol=1e-6)
+        for g1, g0 in zip(grads1, grads0):  # Llama's RMSNorm computes in float32 even in a float64 model
+            torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-5)
+        assert (logp0 != 0).sum() == sum(min(n, width or n) for n in lengths)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+def test_generation_with_a_shared_prompt_prefill_matches_plain_generate(monkeypatch, temperature):
+    """Prefilling each distinct prompt once and gathering its cache changes neither the sampled tokens (same
+    seed) nor their log-probs, with left padding from prompts of different lengths."""
+    tokenizer = char_tokenizer()
+    model = tiny_model(tokenizer, seed=4).eval()
+    engine = HFEngine(model, tokenizer)
+    prompts, sampling = ["1+2=", "13+24-7=", "5="], Sampling(max_new_tokens=6, temperature=temperature)
+    results = []
+    for share in (True, False):
+        if not share:
+            monkeypatch.setattr(HFEngine, "_shared_prefix", lambda self, enc: {})
+        torch.manual_seed(0)
+        results.append(engine.generate(prompts, 4, sampling))
+    shared, plain = results
+    for group_a, group_b in zip(shared, plain):
+        for a, b in zip(group_a, group_b):
+            assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
+            assert np.allclose(a.logprobs, b.logprobs, atol=1e-4)

@@ -1,11 +1,13 @@
 """Rollouts with transformers' `generate`: batched, left-padded, stopping at EOS, with the per-token logprobs
-of the distribution actually sampled from (after temperature, top-k and top-p)."""
+of the distribution actually sampled from (after temperature, top-k and top-p). A prompt sampled G times is
+prefilled once: its KV cache is computed for the distinct prompts and gathered to every row before `generate`."""
 
 from __future__ import annotations
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlvr.batch import cache_name, distinct_rows
 from rlvr.rollout.base import Sampling
 from rlvr.types import Completion
 
@@ -39,7 +41,7 @@ class HFEngine:
         was_training = model.training
         model.eval()
         out = model.generate(
-            **enc, max_new_tokens=sampling.max_new_tokens, do_sample=not sampling.greedy,
+            **enc, **self._shared_prefix(enc), max_new_tokens=sampling.max_new_tokens, do_sample=not sampling.greedy,
             temperature=sampling.temperature if not sampling.greedy else None,
             top_p=sampling.top_p if not sampling.greedy else None,
             top_k=sampling.top_k if not sampling.greedy else None,
@@ -52,6 +54,25 @@ class HFEngine:
         logprobs = torch.stack(out.scores, dim=1).float().log_softmax(-1)
         token_logprobs = logprobs.gather(-1, new_tokens[:, :logprobs.shape[1]].unsqueeze(-1)).squeeze(-1)
         return [self._completion(ids, lps) for ids, lps in zip(new_tokens.tolist(), token_logprobs.tolist())]
+
+    def _shared_prefix(self, enc: dict[str, torch.Tensor]) -> dict[str, object]:
+        """{cache argument: the KV cache of every prompt but its last token, computed once per distinct prompt and
+        gathered to each row} when some prompt repeats, else {} (`generate` then prefills the last token only)."""
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        if ids.shape[1] < 2:
+            return {}
+        prompts, row_of, first = distinct_rows(ids)
+        if len(prompts) == len(ids):
+            return {}
+        mask = mask[first, :-1]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        name = cache_name(self.model)
+        out = self.model(input_ids=prompts[:, :-1], attention_mask=mask, position_ids=positions, use_cache=True)
+        cache = getattr(out, name)
+        if not hasattr(cache, "batch_select_indices"):  # a cache type that cannot be gathered: prefill every row
+            return {}
+        cache.batch_select_indices(row_of)
+        return {name: cache}
 
     def _completion(self, ids: list[int], logprobs: list[float]) -> Completion:
         eos = self.tokenizer.eos_token_id
