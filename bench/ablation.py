@@ -72,6 +72,11 @@ class Task:
     warmstart_continue_prob: float = 0.0
     warmstart_on_solution: bool = False  # Countdown: imitate the reference expression (its `answer` is the target)
     warmstart_steps: int | None = None  # None: Settings.warmstart_steps
+    overlong_cache: int | None = None  # DAPO's L_cache (L_max = max_new_tokens); None: max_new_tokens // 2
+
+    @property
+    def cache_length(self) -> int:
+        return self.max_new_tokens // 2 if self.overlong_cache is None else self.overlong_cache
 
 
 TASKS = {
@@ -82,10 +87,12 @@ TASKS = {
     # three numbers in 1..9; the warm-start imitates one reference expression per problem, and the short prompt
     # keeps a step affordable for a character-level model (the default prompt is 130 characters). After 1500
     # warm-start steps the model is at 7% greedy / 1.6% sampled, too weak for any group to hold a success; after
-    # 3000, ~40% greedy / ~20% sampled, with room above it.
+    # 3000, ~40% greedy / ~20% sampled, with room above it. Its answers (`(a+b)*c = target`) run to ~15 tokens:
+    # L_max = 24 with L_cache = 8 penalises only what runs past them (with L_max = 16, L_cache = 8 the penalty hit
+    # nearly every answer, right or wrong, and every overlong row collapsed to empty completions)
     "countdown": Task("rlvr/Countdown-v0", {"num_numbers": 3, "max_number": 9, "prompt": "{numbers} -> {target}:"},
-                      "countdown", max_new_tokens=16, budget=60_000, target=0.6, warmstart_on_solution=True,
-                      warmstart_steps=3000),
+                      "countdown", max_new_tokens=24, budget=60_000, target=0.6, warmstart_on_solution=True,
+                      warmstart_steps=3000, overlong_cache=8),
 }
 
 
@@ -108,11 +115,11 @@ class Settings:
 
 
 def make_verifier(task: Task, variant: Variant) -> Any:
-    """The task's verifier, plus DAPO's overlong shaping with L_max = max_new_tokens and L_cache = L_max / 2."""
+    """The task's verifier, plus DAPO's overlong shaping with L_max = max_new_tokens and the task's L_cache."""
     base = VERIFIERS.make(task.verifier)
     if not variant.overlong:
         return base
-    shaping = OverlongPenalty(max_length=task.max_new_tokens, cache_length=task.max_new_tokens // 2)
+    shaping = OverlongPenalty(max_length=task.max_new_tokens, cache_length=task.cache_length)
     return Compose([base, shaping], names=[task.verifier, "overlong"])
 
 
@@ -133,6 +140,12 @@ class SolutionEnv:
 
 def warmstart_steps(task: Task, settings: Settings) -> int:
     return settings.warmstart_steps if task.warmstart_steps is None else task.warmstart_steps
+
+
+def task_config(task: Task, settings: Settings) -> dict[str, int]:
+    """What a cached run must have been made with, besides the shared Settings and the budget."""
+    return {"warmstart_steps": warmstart_steps(task, settings), "max_new_tokens": task.max_new_tokens,
+            "overlong_cache": task.cache_length}
 
 
 def starting_point(task_name: str, seed: int, settings: Settings, init_dir: Path) -> Path:
@@ -164,8 +177,9 @@ def run(task_name: str, key: str, seed: int, budget: int, settings: Settings, ro
     cached = run_dir / "result.json"
     if cached.exists():
         result = json.loads(cached.read_text())
-        same_start = result["config"].get("warmstart_steps", settings.warmstart_steps) == warmstart_steps(task, settings)
-        if result["budget"] == budget and result["settings"] == dataclasses.asdict(settings) and same_start:
+        if result["budget"] == budget and result["settings"] == dataclasses.asdict(settings) \
+                and {k: result["config"].get(k, v) for k, v in task_config(task, settings).items()} \
+                == task_config(task, settings):
             return result
     init = starting_point(task_name, seed, settings, init_dir)
     cfg = TrainConfig(model=str(init), env=task.env,
@@ -194,7 +208,7 @@ def run(task_name: str, key: str, seed: int, budget: int, settings: Settings, ro
               "seconds": time.perf_counter() - start, "curve": curve, "records": records,
               "settings": dataclasses.asdict(settings),
               "config": {"algo": variant.algo, "algo_kwargs": variant.algo_kwargs, "overlong": variant.overlong,
-                         "warmstart_steps": warmstart_steps(task, settings)}}
+                         **task_config(task, settings)}}
     run_dir.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(result))
     return result
