@@ -154,13 +154,13 @@ def code_rows() -> list[dict]:
 
 
 def print_table(rows: list[dict]) -> None:
-    width = max(len(r["method"]) for r in rows)
-    print(f"{'bench':<6} {'method':<{width}} {'items':>6} {'seconds':>8} {'CPU s':>7} {'verdicts/s':>11} "
-          f"{'speed-up':>9}")
+    """A markdown table (bench/run_all.py collects the tables of every benchmark)."""
+    print("| bench | method | items | seconds | CPU s | verdicts/s | speed-up |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         cpu = f"{r['cpu_seconds']:.2f}" if "cpu_seconds" in r else "-"
-        print(f"{r['bench']:<6} {r['method']:<{width}} {r['items']:>6} {r['seconds']:>8.2f} {cpu:>7} "
-              f"{r['verdicts_per_s']:>11.1f} {r['speedup']:>8.2f}x")
+        print(f"| {r['bench']} | {r['method']} | {r['items']} | {r['seconds']:.2f} | {cpu} | "
+              f"{r['verdicts_per_s']:.1f} | {r['speedup']:.2f}x |")
 
 
 def main() -> None:
