@@ -4,7 +4,7 @@
 
 verifiers: bench/verifiers.py; ablation: bench/ablation.py (--quick unless --full); vs_trl: bench/vs_trl.py, run
 with an interpreter that has TRL (default .venv-bench/bin/python). Each one's full output is kept in
-bench/results/<name>.txt.
+<out>/<name>.txt and its results under <out> (default bench/results, which holds the committed ones).
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 
 
-def commands(full: bool, trl_python: str) -> dict[str, list[str]]:
+def commands(full: bool, trl_python: str, out: Path) -> dict[str, list[str]]:
+    """Each benchmark writes its results under `out` (bench/results by default, where the committed ones live)."""
+    ablation_out = out / ("ablation" if full else "ablation-quick")
     return {
         "verifiers": [sys.executable, str(BENCH / "verifiers.py")],
-        "ablation": [sys.executable, str(BENCH / "ablation.py"), *([] if full else ["--quick"])],
-        "vs_trl": [trl_python, str(BENCH / "vs_trl.py")],
+        "ablation": [sys.executable, str(BENCH / "ablation.py"), *([] if full else ["--quick"]),
+                     "--out", str(ablation_out)],
+        "vs_trl": [trl_python, str(BENCH / "vs_trl.py"), "--out", str(out / "vs_trl")],
     }
 
 
@@ -44,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     summary = []
-    for name, cmd in commands(args.full, args.trl_python).items():
+    for name, cmd in commands(args.full, args.trl_python, args.out).items():
         if name in args.skip:
             continue
         if not Path(cmd[0]).exists():
