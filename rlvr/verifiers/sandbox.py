@@ -2,13 +2,14 @@
 
 The host side (`run`) keeps one persistent sandbox per concurrent caller: this same file started as a script
 (`serve`) inside Linux namespaces (bubblewrap, else `unshare`) with a cleared environment. The server never reads
-a job: per job it forks a harness process and, while that runs, a candidate process whenever the harness asks
-(the program is all a candidate reads; rlimits applied), so no candidate process ever holds the tests, their
-expected values or the verdict pipe. Then it kills every other process of the sandbox and wipes its scratch dirs
-before it takes the next job. The host reads the verdict from a pipe only the harness holds, and discards the
-sandbox when a job runs out of time or output, or ends without a report. Tests run in the harness and reach
-candidate functions through a plain-data RPC. This module imports only the standard library at the top: it must
-run under `python -I -S` in a bare filesystem; modules only the host needs are imported inside the host functions.
+a job: it hands each job to its harness process (trusted; it runs the tests, one job after another) and, while
+the job runs, forks a candidate process whenever the harness asks (the program is all a candidate reads; rlimits
+applied), so no candidate process ever holds the tests, their expected values or the verdict pipe. Then it kills
+every other process of the sandbox but the harness and wipes its scratch dirs before it takes the next job. The
+host reads the verdict from a pipe only the harness holds, and discards the sandbox when a job runs out of time
+or output, or ends without a report. Tests reach candidate functions through a plain-data RPC. This module
+imports only the standard library at the top: it must run under `python -I -S` in a bare filesystem; modules
+only the host needs are imported inside the host functions.
 """
 
 from __future__ import annotations
@@ -854,11 +855,10 @@ def _normalise(text: str) -> list[str]:
 
 
 def harness_main(job_fd: int, tests_fd: int, report_fd: int, spawner: Spawner) -> None:
-    """One job, in a process forked by the server: read the job, then the tests, run them, send the report."""
+    """One job in the harness process: read the job, then the tests, run them, send the report."""
     header = _read_memfd(job_fd)
     os.close(job_fd)
-    _set_non_dumpable()
-    _drop_privileges(header["uid"])
+    _drop_privileges(header["uid"])  # the first job's; a no-op afterwards
     os.chdir(header["workdir"])
     tests = _recv(tests_fd)
     os.close(tests_fd)
@@ -869,7 +869,6 @@ def harness_main(job_fd: int, tests_fd: int, report_fd: int, spawner: Spawner) -
         report = {"status": "error", "cause": exc.cause, "detail": exc.detail}
     except Exception as exc:  # a broken test suite: reported, never counted as a pass
         report = {"status": "error", "cause": "harness", "detail": f"{type(exc).__name__}: {exc}"[:300]}
-    spawner.control.close()
     _send(report_fd, report)
 
 
@@ -885,8 +884,8 @@ def _read_memfd(fd: int) -> Any:
 
 def server_main(level: str) -> None:
     """Serve jobs from the host: each "run" message brings (job, tests, report pipe, output pipe) fds; run the job
-    (`_serve_job`), sweep, and answer "done" (or "dirty", then exit: the host discards this sandbox). Exits when
-    the host closes the control socket."""
+    in the harness (`_serve_job`; a new harness when the last one died), sweep, and answer "done" (or "dirty",
+    then exit: the host discards this sandbox). Exits when the host closes the control socket."""
     boot = socket.socket(fileno=0)
     _, fds, _, _ = socket.recv_fds(boot, 1, 1)
     boot.detach()
@@ -901,6 +900,7 @@ def server_main(level: str) -> None:
     compile(WARM_UP, "<warm-up>", "exec")
     gc.freeze()  # forks share these pages: no collection in a child touches (and so copies) them
     scratch = (SANDBOX_DIR, "/tmp") if level == "bwrap" else ()  # below bwrap, the host owns the scratch dir
+    harness: Harness | None = None
     while True:
         try:
             request, fds, _, _ = socket.recv_fds(control, 16, 4)
@@ -908,40 +908,64 @@ def server_main(level: str) -> None:
             return
         if request != b"run" or len(fds) != 4:
             return
-        _serve_job(control, fds)
-        clean = level == "none" or _sweep(scratch)
+        if harness is None or not harness.alive():
+            harness = Harness()
+        if not _serve_job(harness, fds):
+            harness = None
+        clean = level == "none" or _sweep(scratch, spare=() if harness is None else (harness.pid,))
         control.sendall(b"done" if clean else b"dirty")
         if not clean:
             return
 
 
-def _serve_job(control: socket.socket, fds: list[int]) -> None:
-    """Fork the job's harness; until it exits, fork a candidate process whenever it asks (the request brings the
-    candidate's fds; the answer is its pid, then its exit status). The server reads neither the job nor its tests:
-    each child reads what it needs from the fds it inherits."""
+class Harness:
+    """The server's handle on its persistent harness process, which runs the jobs' tests one job after another
+    (a fresh namespace each), asking the server for candidate processes. It never forks: candidates come from
+    the server, so none shares memory with it. A job whose candidates kill it scores 0 (no report), and the next
+    job gets a new one."""
+
+    def __init__(self) -> None:
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # one message per request
+        self.pid = os.fork()
+        if self.pid == 0:  # keep stdin/stdout/stderr and its socket: no job's fds, not the control socket
+            keep = theirs.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, 1 << 16)
+            _harness_process(theirs)
+        theirs.close()
+        self.pidfd = os.pidfd_open(self.pid)
+
+    def alive(self) -> bool:
+        return not select.select([self.pidfd], [], [], 0)[0]
+
+    def close(self) -> None:
+        """After its death: reap it and release the handle."""
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        os.close(self.pidfd)
+        self.sock.close()
+
+
+def _serve_job(harness: Harness, fds: list[int]) -> bool:
+    """Hand the job's fds to the harness; until it reports the job done, fork a candidate process whenever it asks
+    (the request brings the candidate's fds; the answer is its pid, then its exit status). The server reads
+    neither the job nor its tests: each child reads what it needs from the fds it inherits. False when the
+    harness died (it is then closed)."""
     job_fd, tests_fd, report_fd, output_fd = fds
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # one message per request
-    harness = os.fork()
-    if harness == 0:
-        mine.close()
-        _job_process(control, fds, Spawner(theirs))
-    for fd in (tests_fd, report_fd):
-        os.close(fd)
-    theirs.close()
-    harness_fd = os.pidfd_open(harness)
-    child, child_fd, requests = 0, -1, [mine]
+    child, child_fd = 0, -1
     try:
+        socket.send_fds(harness.sock, [b"job"], fds)
         while True:
-            ready = select.select([harness_fd] + requests + [child_fd] * (child_fd >= 0), [], [])[0]
+            ready = select.select([harness.pidfd, harness.sock] + [child_fd] * (child_fd >= 0), [], [])[0]
             if child_fd in ready:
                 status = os.waitpid(child, 0)[1]
                 os.close(child_fd)
                 child, child_fd = 0, -1
                 with contextlib.suppress(OSError):
-                    mine.sendall(struct.pack(">i", status))
-            if mine in ready:
+                    harness.sock.sendall(struct.pack(">i", status))
+            if harness.sock in ready:
                 try:
-                    request, given, _, _ = socket.recv_fds(mine, 16, 4)
+                    request, given, _, _ = socket.recv_fds(harness.sock, 16, 4)
                 except OSError:
                     request, given = b"", []
                 if request == b"spawn" and not child:
@@ -949,35 +973,54 @@ def _serve_job(control: socket.socket, fds: list[int]) -> None:
                     if child == 0:
                         _candidate_process(job_fd, output_fd, given)
                     child_fd = os.pidfd_open(child)
-                    mine.sendall(struct.pack(">i", child))
+                    harness.sock.sendall(struct.pack(">i", child))
                 elif request == b"kill" and child:
                     os.kill(child, signal.SIGKILL)
-                elif not request:  # the harness is done with candidates
-                    requests = []
+                elif request == b"idle":  # the job is done
+                    return True
                 for fd in given:
                     os.close(fd)
-            if harness_fd in ready:
-                os.waitpid(harness, 0)
-                return
+                if not request:
+                    raise OSError("the harness closed its socket")
+            if harness.pidfd in ready:
+                raise OSError("the harness died")
+    except OSError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(harness.pid, signal.SIGKILL)
+        harness.close()
+        return False
     finally:
-        for fd in (harness_fd, child_fd, job_fd, output_fd):
+        for fd in (child_fd, job_fd, tests_fd, report_fd, output_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        mine.close()
 
 
-def _job_process(control: socket.socket, fds: list[int], spawner: Spawner) -> None:
-    """Body of a job's harness process (never returns): the output pipe becomes stdout and stderr."""
+def _harness_process(sock: socket.socket) -> None:
+    """Body of the persistent harness (never returns): for each "job" message (job, tests, report pipe, output
+    pipe), the output pipe becomes stdout and stderr, the job runs, the pipes are let go, and "idle" follows."""
     try:
-        control.close()
-        job_fd, tests_fd, report_fd, output_fd = fds
-        os.dup2(output_fd, 1)
-        os.dup2(output_fd, 2)
-        os.close(output_fd)
-        harness_main(job_fd, tests_fd, report_fd, spawner)
-    except BaseException as exc:
-        with contextlib.suppress(BaseException):
-            os.write(2, f"sandbox harness failed: {type(exc).__name__}: {exc}\n".encode())
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        _set_non_dumpable()
+        spawner = Spawner(sock)
+        while True:
+            request, fds, _, _ = socket.recv_fds(sock, 16, 4)
+            if request != b"job" or len(fds) != 4:
+                return
+            job_fd, tests_fd, report_fd, output_fd = fds
+            os.dup2(output_fd, 1)
+            os.dup2(output_fd, 2)
+            os.close(output_fd)
+            try:
+                harness_main(job_fd, tests_fd, report_fd, spawner)
+            except BaseException as exc:  # said on this job's output, which the host quotes
+                os.write(2, f"sandbox harness failed: {type(exc).__name__}: {exc}\n".encode())
+                raise
+            finally:
+                os.close(report_fd)
+                os.dup2(null, 1)
+                os.dup2(null, 2)
+            sock.sendall(b"idle")
     finally:
         os._exit(0)
 
@@ -995,20 +1038,23 @@ def _candidate_process(job_fd: int, output_fd: int, fds: list[int]) -> None:
         os._exit(1)
 
 
-def _sweep(scratch: tuple[str, ...]) -> bool:
-    """After a job: SIGKILL every process of this pid namespace but this one and its init, reap them, wipe the
-    scratch dirs; True only if the sandbox is then as the job found it (no process, no file, no System V IPC
-    object left; POSIX message queues are prevented by RLIMIT_MSGQUEUE=0)."""
+def _sweep(scratch: tuple[str, ...], spare: tuple[int, ...] = ()) -> bool:
+    """After a job: SIGKILL every process of this pid namespace but this one, its init and `spare` (the idle
+    harness), reap them, wipe the scratch dirs; True only if the sandbox is then as the job found it (no process,
+    no file, no System V IPC object left; POSIX message queues are prevented by RLIMIT_MSGQUEUE=0)."""
     me = os.getpid()
-    if me > 2:  # pid 1 (unshare) or 2 (under bwrap's init) proves a pid namespace of our own: kill(-1) stays in it
+    if me > 2:  # pid 1 (unshare) or 2 (under bwrap's init) proves a pid namespace of our own: kill stays in it
         return False
+    keep = {1, me, *spare}
     for _ in range(1000):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(-1, signal.SIGKILL)
+        others = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and int(pid) not in keep]
+        for pid in others:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
-        if all(int(pid) in (1, me) for pid in os.listdir("/proc") if pid.isdigit()):
+        if not others:
             break
         time.sleep(0.002)  # zombies of orphans wait for the namespace's init to reap them
     else:
