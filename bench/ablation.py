@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                         help="warm-start steps of tasks that do not set their own (Countdown: 3000)")
     parser.add_argument("--minibatch-size", type=int, default=Settings.minibatch_size,
                         help="completions per optimizer step (0: one step per batch, fully on-policy)")
+    parser.add_argument("--lr", type=float, default=Settings.lr, help="RL learning rate (use another --out)")
     parser.add_argument("--out", type=Path, default=None,
                         help="default bench/results/ablation (quick: bench/results/ablation-quick)")
     parser.add_argument("--init-dir", type=Path, default=INIT_DIR, help="where the warm-started models are kept")
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     tasks = args.tasks or (["arithmetic"] if args.quick else list(TASKS))
     variants = args.variants or (["grpo", "dapo", "dr_grpo"] if args.quick else list(VARIANTS))
-    settings = Settings(warmstart_steps=args.warmstart_steps, minibatch_size=args.minibatch_size,
+    settings = Settings(warmstart_steps=args.warmstart_steps, minibatch_size=args.minibatch_size, lr=args.lr,
                         eval_problems=50 if args.quick else 100, evals=4 if args.quick else Settings.evals)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "ablation-" + "-".join(tasks)  # one file per task set, so a run of one task keeps another's results

@@ -59,9 +59,8 @@ def token_logprobs(model: torch.nn.Module, batch: PolicyBatch, with_entropy: boo
     pi(. | q, o_<t) at each position. With `share_prompts`, rows with the same prompt (a group's G completions)
     run the prompt through the model once and continue from its KV cache (`shared_prompt_logits`)."""
     device = next(model.parameters()).device
-    if share_prompts:
-        logits = shared_prompt_logits(model, batch, device)
-    else:
+    logits = shared_prompt_logits(model, batch, device) if share_prompts else None
+    if logits is None:
         logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
                        position_ids=batch.position_ids.to(device)).logits[:, batch.prompt_width - 1:-1]
     # position t predicts token t + 1; half precision is upcast, float64 kept
@@ -76,22 +75,27 @@ def token_logprobs(model: torch.nn.Module, batch: PolicyBatch, with_entropy: boo
     return logp, entropy
 
 
-def shared_prompt_logits(model: torch.nn.Module, batch: PolicyBatch, device: torch.device) -> torch.Tensor:
+def shared_prompt_logits(model: torch.nn.Module, batch: PolicyBatch, device: torch.device) -> torch.Tensor | None:
     """The logits that predict each completion token [N, T, V], computing each distinct prompt once: the distinct
     prompts run with a KV cache, the cache is gathered to one copy per row (gradients flow back through the
     gather into the shared prompt), and the completions run on top of it. Equal to the full forward up to
-    floating-point summation order; with G completions per prompt it saves (G - 1) / G of the prompt tokens."""
+    floating-point summation order; with G completions per prompt it saves (G - 1) / G of the prompt tokens.
+    None when no prompt repeats, or when the model's cache cannot be gathered (the caller runs the full forward)."""
     width = batch.prompt_width
     input_ids, attention = batch.input_ids.to(device), batch.attention_mask.to(device)
     positions = batch.position_ids.to(device)
     prompts, row_of, first = distinct_rows(input_ids[:, :width])
+    if len(prompts) == len(input_ids):
+        return None
     out = model(input_ids=prompts, attention_mask=attention[first, :width], position_ids=positions[first, :width],
                 use_cache=True)
     first_logits = out.logits[row_of, -1:]  # the last prompt position predicts the first completion token
     if input_ids.shape[1] - width == 1:
         return first_logits
     name = cache_name(model)
-    cache = getattr(out, name)
+    cache = getattr(out, name, None)
+    if not hasattr(cache, "batch_select_indices"):
+        return None
     cache.batch_select_indices(row_of)
     rest = model(input_ids=input_ids[:, width:-1], attention_mask=attention[:, :-1],
                  position_ids=positions[:, width:-1], **{name: cache}).logits

@@ -12,7 +12,7 @@ import torch
 
 import rlvr
 from rlvr import algorithms
-from rlvr.batch import build_batch, token_logprobs
+from rlvr.batch import build_batch, shared_prompt_logits, token_logprobs
 from rlvr.cli import main as cli_main
 from rlvr.envs.tasks.arithmetic import Arithmetic
 from rlvr.models import char_tokenizer, load_policy, tiny_model
@@ -238,6 +238,8 @@ def test_shared_prompt_forward_equals_the_full_forward():
         for g1, g0 in zip(grads1, grads0):  # Llama's RMSNorm computes in float32 even in a float64 model
             torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-5)
         assert (logp0 != 0).sum() == sum(min(n, width or n) for n in lengths)
+    distinct = build_batch(tokenizer, prompts, completions[:len(prompts)])  # nothing to share: the full forward
+    assert shared_prompt_logits(model, distinct, torch.device("cpu")) is None
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.0])
