@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -84,22 +85,32 @@ def shared_prompt_logits(model: torch.nn.Module, batch: PolicyBatch, device: tor
     width = batch.prompt_width
     input_ids, attention = batch.input_ids.to(device), batch.attention_mask.to(device)
     positions = batch.position_ids.to(device)
-    prompts, row_of, first = distinct_rows(input_ids[:, :width])
-    if len(prompts) == len(input_ids):
+    shared = prefill_once(model, input_ids[:, :width], attention[:, :width], positions[:, :width])
+    if shared is None:
         return None
-    out = model(input_ids=prompts, attention_mask=attention[first, :width], position_ids=positions[first, :width],
-                use_cache=True)
-    first_logits = out.logits[row_of, -1:]  # the last prompt position predicts the first completion token
+    prompt_logits, cache, row_of = shared
+    first_logits = prompt_logits[row_of, -1:]  # the last prompt position predicts the first completion token
     if input_ids.shape[1] - width == 1:
         return first_logits
-    name = cache_name(model)
-    cache = getattr(out, name, None)
+    rest = model(input_ids=input_ids[:, width:-1], attention_mask=attention[:, :-1],
+                 position_ids=positions[:, width:-1], **{cache_name(model): cache}).logits
+    return torch.cat([first_logits, rest], 1)
+
+
+def prefill_once(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                 ) -> tuple[torch.Tensor, Any, torch.Tensor] | None:
+    """Run each distinct row of `ids` through `model` once with a KV cache, and gather the cache to every row:
+    (the distinct rows' logits, the gathered cache, each row's index among the distinct ones). None when no row
+    repeats, or when the model's cache cannot be gathered. Shared by the learner and the hf engine's prefill."""
+    distinct, row_of, first = distinct_rows(ids)
+    if len(distinct) == len(ids):
+        return None
+    out = model(input_ids=distinct, attention_mask=mask[first], position_ids=positions[first], use_cache=True)
+    cache = getattr(out, cache_name(model), None)
     if not hasattr(cache, "batch_select_indices"):
         return None
     cache.batch_select_indices(row_of)
-    rest = model(input_ids=input_ids[:, width:-1], attention_mask=attention[:, :-1],
-                 position_ids=positions[:, width:-1], **{name: cache}).logits
-    return torch.cat([first_logits, rest], 1)
+    return out.logits, cache, row_of
 
 
 def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlvr.batch import cache_name, distinct_rows
+from rlvr.batch import cache_name, prefill_once
 from rlvr.rollout.base import Sampling
 from rlvr.types import Completion
 
@@ -56,23 +56,14 @@ class HFEngine:
         return [self._completion(ids, lps) for ids, lps in zip(new_tokens.tolist(), token_logprobs.tolist())]
 
     def _shared_prefix(self, enc: dict[str, torch.Tensor]) -> dict[str, object]:
-        """{cache argument: the KV cache of every prompt but its last token, computed once per distinct prompt and
-        gathered to each row} when some prompt repeats, else {} (`generate` then prefills the last token only)."""
+        """{cache argument: the KV cache of every prompt but its last token, computed once per distinct prefix and
+        gathered to each row}, with which `generate` prefills only the last token; {} when no prefix repeats."""
         ids, mask = enc["input_ids"], enc["attention_mask"]
         if ids.shape[1] < 2:
             return {}
-        prompts, row_of, first = distinct_rows(ids)
-        if len(prompts) == len(ids):
-            return {}
-        mask = mask[first, :-1]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        name = cache_name(self.model)
-        out = self.model(input_ids=prompts[:, :-1], attention_mask=mask, position_ids=positions, use_cache=True)
-        cache = getattr(out, name)
-        if not hasattr(cache, "batch_select_indices"):  # a cache type that cannot be gathered: prefill every row
-            return {}
-        cache.batch_select_indices(row_of)
-        return {name: cache}
+        shared = prefill_once(self.model, ids[:, :-1], mask[:, :-1], positions[:, :-1])
+        return {} if shared is None else {cache_name(self.model): shared[1]}
 
     def _completion(self, ids: list[int], logprobs: list[float]) -> Completion:
         eos = self.tokenizer.eos_token_id
