@@ -908,7 +908,10 @@ def server_main(level: str) -> None:
             return
         if request != b"run" or len(fds) != 4:
             return
-        if harness is None or not harness.alive():
+        if harness is not None and not harness.alive():  # killed after its last job (by what the sweep then ended)
+            harness.close()
+            harness = None
+        if harness is None:
             harness = Harness()
         if not _serve_job(harness, fds):
             harness = None
