@@ -370,7 +370,14 @@ class Trainer:
             except ImportError:  # tensorboard is optional
                 self.cfg.tensorboard = False
             else:
-                self._writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=record["step"])
+                logdir = self.out / "tensorboard"
+                # TensorBoard reads event files in name order; a name starts with its creation second and ends with
+                # a per-process counter that sorts as text (.10 before .9), so a writer opened in the same second
+                # as the last one (a resume within one process) could be read first: start in the next second
+                seconds = [int(p.name.split(".")[3]) for p in logdir.glob("events.out.tfevents.*")]
+                if seconds:
+                    time.sleep(max(0.0, max(seconds) + 1 - time.time()))
+                self._writer = SummaryWriter(str(logdir), purge_step=record["step"])
         if self._writer is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)):
@@ -439,7 +446,7 @@ class Trainer:
                                           lr=self.cfg.warmstart_lr, weight_decay=self.cfg.warmstart_weight_decay,
                                           continue_prob=self.cfg.warmstart_continue_prob, seed=self.cfg.seed + 1)
             self.log({"step": 0, "warmstart/steps": steps, "warmstart/final_loss": losses[-1]})
-            self.engine.sync_weights(self.rollout_model)
+            self.engine.sync_weights(self.rollout_model)  # not sync_engine(): only rank 0 warm-starts, no gather
 
 
 def _distinct(source: Any, limit: int) -> list[Problem]:
