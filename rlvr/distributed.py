@@ -93,7 +93,7 @@ class DistributedTrainer(Trainer):
         self._ref_shell = None if self.algo.beta == 0 else fsdp_shard(copy.deepcopy(self.model)).requires_grad_(False)
         fsdp_shard(self.model)
         self.make_optimizer()  # over the sharded parameters
-        self.load_whole_state(self.model, self.rollout_model.state_dict() if self.is_main else {})
+        self._broadcast_parameters()
 
     def _make_engine(self):
         if self.is_main:
