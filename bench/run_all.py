@@ -1,9 +1,11 @@
 """Every benchmark, one after the other (never two at once: they time themselves), then one summary of their tables.
 
-    python bench/run_all.py [--full] [--skip verifiers ablation vs_trl] [--trl-python .venv-bench/bin/python]
+    python bench/run_all.py [--full] [--skip verifiers ablation vs_trl engines] [--trl-python PYTHON]
+                            [--vllm-python PYTHON]
 
 verifiers: bench/verifiers.py; ablation: bench/ablation.py (--quick unless --full); vs_trl: bench/vs_trl.py, run
-with an interpreter that has TRL (default .venv-bench/bin/python). Each one's full output is kept in
+with an interpreter that has TRL (default .venv-bench/bin/python); engines: bench/engines.py, run with one that
+has vLLM (default .venv-vllm/bin/python, made by scripts/setup_vllm_cpu.sh). Each one's full output is kept in
 <out>/<name>.txt and its results under <out> (default bench/results, which holds the committed ones).
 """
 
@@ -18,7 +20,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 
 
-def commands(full: bool, trl_python: str, out: Path) -> dict[str, list[str]]:
+def commands(full: bool, trl_python: str, vllm_python: str, out: Path) -> dict[str, list[str]]:
     """Each benchmark writes its results under `out` (bench/results by default, where the committed ones live)."""
     ablation_out = out / ("ablation" if full else "ablation-quick")
     return {
@@ -26,6 +28,7 @@ def commands(full: bool, trl_python: str, out: Path) -> dict[str, list[str]]:
         "ablation": [sys.executable, str(BENCH / "ablation.py"), *([] if full else ["--quick"]),
                      "--out", str(ablation_out)],
         "vs_trl": [trl_python, str(BENCH / "vs_trl.py"), "--out", str(out / "vs_trl")],
+        "engines": [vllm_python, str(BENCH / "engines.py"), "--out", str(out / "engines")],
     }
 
 
@@ -41,13 +44,14 @@ def tables(text: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--full", action="store_true", help="the full ablation (3 seeds, all variants; hours on CPU)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["verifiers", "ablation", "vs_trl"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["verifiers", "ablation", "vs_trl", "engines"])
     parser.add_argument("--trl-python", default=str(BENCH.parent / ".venv-bench" / "bin" / "python"))
+    parser.add_argument("--vllm-python", default=str(BENCH.parent / ".venv-vllm" / "bin" / "python"))
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     summary = []
-    for name, cmd in commands(args.full, args.trl_python, args.out).items():
+    for name, cmd in commands(args.full, args.trl_python, args.vllm_python, args.out).items():
         if name in args.skip:
             continue
         if not Path(cmd[0]).exists():

@@ -215,4 +215,10 @@ class DistributedTrainer(Trainer):
 
 def make_trainer(cfg: TrainConfig) -> Trainer:
     """A DistributedTrainer when launched by torchrun with several ranks, else a plain Trainer."""
-    return DistributedTrainer(cfg) if launched() else Trainer(cfg)
+    if not launched():
+        return Trainer(cfg)
+    if cfg.engine == "vllm":  # checked before any rank starts: the failure it prevents is a silent hang
+        raise ValueError("engine=vllm runs in a single process: under torchrun, vLLM in rank 0 would join the "
+                         "learner's process group and wait for the other ranks forever; with torchrun use "
+                         "engine=hf or engine=ray-hf")
+    return DistributedTrainer(cfg)

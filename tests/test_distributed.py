@@ -271,6 +271,15 @@ def test_shard_groups_keeps_groups_whole_and_pads_short_shards():
     assert len(shards[1]) == 3 and all(v.mask for v in shards[1][2].verdicts)
 
 
+def test_the_vllm_engine_under_torchrun_is_a_clear_error_not_a_hang(monkeypatch):
+    from rlvr.distributed import make_trainer
+    from rlvr.trainer import TrainConfig
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; the check runs before any process group
+    with pytest.raises(ValueError, match="engine=vllm runs in a single process"):
+        make_trainer(TrainConfig(engine="vllm"))
+
+
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_gloo_ranks_give_the_single_process_loss_and_gradient(tmp_path, strategy):
     import torch
