@@ -317,7 +317,10 @@ class Trainer:
         torch.save({"step": self.step, "optimizer": optimizer,
                     "scheduler": self.scheduler.state_dict(), "data_rng": self.data_rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
-                    "numpy_rng": np.random.get_state(), "config": asdict(self.cfg)}, tmp / "state.pt")
+                    "numpy_rng": np.random.get_state(), "config": asdict(self.cfg),
+                    # sampling on a GPU draws from the CUDA generators
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                   tmp / "state.pt")
         old = self.out / "checkpoint.old"
         shutil.rmtree(old, ignore_errors=True)
         if self.checkpoint_dir.exists():
@@ -353,6 +356,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
         np.random.set_state(state["numpy_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         _truncate_metrics(self.out / "metrics.jsonl", self.step)
 
     def load(self) -> None:

@@ -81,6 +81,20 @@ def test_resume_gives_the_same_metrics_as_an_unbroken_run(tmp_path):
         (r["step"], r["reward"]) for r in resumed if "reward" in r]
 
 
+def test_a_checkpoint_carries_the_cuda_generators(tmp_path, monkeypatch):
+    """On a GPU, sampling draws from the CUDA generators: a checkpoint saves their states and a resume restores
+    them (faked here: CI has no GPU)."""
+    generators = {"state": [torch.tensor([7, 7], dtype=torch.uint8)]}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: generators["state"])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda s: generators.update(state=s))
+    trainer = Trainer(easy_config(tmp_path, steps=1, device="cpu"))
+    trainer.train()
+    generators["state"] = [torch.tensor([0], dtype=torch.uint8)]  # the generators move on after the save
+    trainer.restore_sampling(trainer.read_checkpoint())
+    assert [t.tolist() for t in generators["state"]] == [[7, 7]]
+
+
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
         Trainer(easy_config(tmp_path)).train(resume=True)
