@@ -116,3 +116,20 @@ def test_training_with_the_vllm_engine_learns_and_keeps_the_engine_in_sync(tmp_p
     assert "eval/pass@1" in records[-1]
     untrained, final = records[0]["reward"], sum(r["reward"] for r in records[-3:]) / 3
     assert untrained < 0.4 and final > untrained + 0.25, (untrained, final)
+
+
+def test_a_resumed_vllm_run_gives_the_metrics_of_an_unbroken_one(tmp_path):
+    """A fresh vLLM engine after `--resume` samples what the unbroken run's engine sampled: in-process it draws
+    from torch's generators (the CPU one here; the CUDA ones on a GPU), whose states checkpoints carry."""
+    from test_trainer import _comparable, easy_config
+
+    from rlvr.trainer import Trainer
+
+    base = dict(algo="grpo", steps=4, eval_every=2, save_every=2, algo_kwargs={"beta": 0.04}, engine="vllm",
+                vllm_kwargs=ENGINE_KWARGS, device=DEVICE)
+    Trainer(easy_config(tmp_path / "a", **base)).train()
+    Trainer(easy_config(tmp_path / "b", **{**base, "steps": 2})).train()
+    Trainer(easy_config(tmp_path / "b", **base)).train(resume=True)
+    unbroken, resumed = _comparable(tmp_path / "a/run/metrics.jsonl"), _comparable(tmp_path / "b/run/metrics.jsonl")
+    assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4]
+    assert resumed == unbroken
