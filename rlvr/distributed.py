@@ -14,7 +14,9 @@ from __future__ import annotations
 import copy
 import math
 import os
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -96,9 +98,18 @@ class DistributedTrainer(Trainer):
         self._broadcast_parameters()
 
     def _make_engine(self):
-        if self.is_main:
-            if self.fsdp:  # the learner's parameters are about to be sharded: generation needs whole weights
-                self.rollout_model = copy.deepcopy(self.model)
+        if self.is_main and self.fsdp:  # the learner is about to be sharded: generation needs whole weights
+            self.rollout_model = copy.deepcopy(self.model)
+        if self.cfg.engine == "vllm":
+            # vLLM's set-up is collective over the torchrun world (its external_launcher executor; an engine in
+            # rank 0 alone would wait for the others forever): every rank builds one, rank 0's generates
+            launcher = {"distributed_executor_backend": "external_launcher"}
+            if self.is_main:
+                return self._vllm_engine(self.out / "initial_model", **launcher)
+            # the others' never generate: random weights of the policy's shape, nothing read or synced
+            self._idle_dir = tempfile.TemporaryDirectory(prefix="rlvr-vllm-")  # removed when the process ends
+            self._idle_vllm = self._vllm_engine(Path(self._idle_dir.name), weights=False, **launcher)
+        elif self.is_main:
             return super()._make_engine()
         # only rank 0 generates; the others need an engine only for sync_weights, a no-op on their own model
         return HFEngine(self.model, self.tokenizer, add_special_tokens=not self.use_chat)
@@ -215,10 +226,4 @@ class DistributedTrainer(Trainer):
 
 def make_trainer(cfg: TrainConfig) -> Trainer:
     """A DistributedTrainer when launched by torchrun with several ranks, else a plain Trainer."""
-    if not launched():
-        return Trainer(cfg)
-    if cfg.engine == "vllm":  # checked before any rank starts: the failure it prevents is a silent hang
-        raise ValueError("engine=vllm runs in a single process: under torchrun, vLLM in rank 0 would join the "
-                         "learner's process group and wait for the other ranks forever; with torchrun use "
-                         "engine=hf or engine=ray-hf")
-    return DistributedTrainer(cfg)
+    return DistributedTrainer(cfg) if launched() else Trainer(cfg)

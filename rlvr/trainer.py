@@ -145,21 +145,28 @@ class Trainer:
 
             return HFEngine(self.rollout_model, self.tokenizer, add_special_tokens=not self.use_chat)
         if self.cfg.engine == "vllm":
-            from rlvr.rollout.vllm import VLLMEngine
-
-            path = self.cfg.model
-            if path == "tiny":  # vLLM loads from a directory: hand it the freshly built model
-                path = str(self.out / "initial_model")
-                self.rollout_model.save_pretrained(path)
-                self.tokenizer.save_pretrained(path)
-            return VLLMEngine(path, self.tokenizer, seed=self.cfg.seed, add_special_tokens=not self.use_chat,
-                              **self.cfg.vllm_kwargs)
+            return self._vllm_engine(self.out / "initial_model")
         if self.cfg.engine == "ray-hf":
             from rlvr.rollout.ray_engine import RayEngine
 
             return RayEngine.hf(self.cfg.model, self.rollout_model, num_workers=self.cfg.engine_workers,
                                 num_gpus=self.cfg.engine_gpus, add_special_tokens=not self.use_chat, seed=self.cfg.seed)
         raise ValueError(f"engine must be 'hf', 'vllm' or 'ray-hf', got {self.cfg.engine!r}")
+
+    def _vllm_engine(self, save_to: Path, weights: bool = True, **llm_kwargs: Any):
+        """A vLLM engine over the policy: `--model`, or the built-in model saved to `save_to` (vLLM loads from a
+        directory). Without `weights`, one of the policy's shape with random weights (vLLM's "dummy" format)."""
+        from rlvr.rollout.vllm import VLLMEngine
+
+        path = self.cfg.model
+        if path == "tiny":
+            path = str(save_to)
+            (self.rollout_model if weights else self.rollout_model.config).save_pretrained(path)
+            self.tokenizer.save_pretrained(path)
+        if not weights:
+            llm_kwargs["load_format"] = "dummy"
+        return VLLMEngine(path, self.tokenizer, seed=self.cfg.seed, add_special_tokens=not self.use_chat,
+                          **{**self.cfg.vllm_kwargs, **llm_kwargs})
 
     # -- prompts and rollouts ------------------------------------------------------------------------------
     def prompt_text(self, problem: Problem, env: PromptEnv) -> str:

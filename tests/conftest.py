@@ -1,12 +1,19 @@
-"""Shared test fixtures: data paths, the kwargs that file-backed envs need, and the process tree from /proc."""
+"""Shared test fixtures: data paths, the kwargs that file-backed envs need, the process tree from /proc, and
+`rlvr train` under torchrun."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 
 # File-backed envs take their data as `path`; every other built-in env needs no kwargs.
@@ -41,3 +48,35 @@ def descendants(root: int) -> set[int]:
     while children := {pid for pid, ppid in parents.items() if ppid in tree} - tree:
         tree |= children
     return tree - {root}
+
+
+def kill_tree(root: int) -> None:
+    """SIGKILL `root` and every descendant: torchrun starts each rank in a session of its own, so killing
+    torchrun's process group alone would leave the ranks running."""
+    for pid in {root} | descendants(root):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_train(args: list[str], cwd: Path) -> str:
+    """`rlvr train ARGS` on two gloo ranks; its stdout (the test fails with the ranks' output if it fails)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+           "-m", "rlvr.cli", "train", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"torchrun did not finish within 240 s; its output:\n{stdout[-2000:]}\n{stderr[-4000:]}")
+    finally:
+        kill_tree(proc.pid)
+    assert proc.returncode == 0, stderr[-3000:]
+    return stdout

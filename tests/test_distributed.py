@@ -4,12 +4,9 @@ loss and gradient for token-mean (DAPO) and seq-mean-token-mean (GRPO) losses wi
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +19,7 @@ from rlvr.types import Completion, Group, Problem, Verdict
 from rlvr.verifiers.base import SerialExecutor
 from rlvr.verifiers.pool import VerifierPool, make_executor
 
-from conftest import descendants
+from conftest import free_port, torchrun_train
 
 if TYPE_CHECKING:
     import torch
@@ -248,20 +245,6 @@ def _rank_main(rank: int, world_size: int, port: int, out_dir: str, groups: list
     torch.distributed.destroy_process_group()
 
 
-def _kill_tree(root: int) -> None:
-    """SIGKILL `root` and every descendant: torchrun starts each rank in a session of its own, so killing
-    torchrun's process group alone would leave the ranks running."""
-    for pid in {root} | descendants(root):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_shard_groups_keeps_groups_whole_and_pads_short_shards():
     from rlvr.distributed import shard_groups
 
@@ -269,15 +252,6 @@ def test_shard_groups_keeps_groups_whole_and_pads_short_shards():
     shards = [shard_groups(groups, r, 2) for r in range(2)]
     assert shards[0] == groups[:3] and shards[1][:2] == groups[3:]
     assert len(shards[1]) == 3 and all(v.mask for v in shards[1][2].verdicts)
-
-
-def test_the_vllm_engine_under_torchrun_is_a_clear_error_not_a_hang(monkeypatch):
-    from rlvr.distributed import make_trainer
-    from rlvr.trainer import TrainConfig
-
-    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; the check runs before any process group
-    with pytest.raises(ValueError, match="engine=vllm runs in a single process"):
-        make_trainer(TrainConfig(engine="vllm"))
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
@@ -294,7 +268,7 @@ def test_two_gloo_ranks_give_the_single_process_loss_and_gradient(tmp_path, stra
         single[algo] = sgd_update(trainer, groups)
     tokens = [sum(len(c.token_ids) for g in shard for c in g.completions) for shard in (groups[:3], groups[3:])]
     assert tokens[0] > 2 * tokens[1]  # unequal lengths: a per-rank normalisation would get a different answer
-    torch.multiprocessing.spawn(_rank_main, args=(2, _free_port(), str(tmp_path), groups, strategy), nprocs=2)
+    torch.multiprocessing.spawn(_rank_main, args=(2, free_port(), str(tmp_path), groups, strategy), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     for algo in ALGOS:
         want_metrics, want_grads = single[algo]
@@ -306,37 +280,19 @@ def test_two_gloo_ranks_give_the_single_process_loss_and_gradient(tmp_path, stra
         assert any(g.abs().max() > 0 for g in want_grads)
 
 
-def _torchrun(args: list[str], cwd: Path) -> str:
-    """`rlvr train ARGS` on two gloo ranks; its stdout (the test fails with the ranks' output if it fails)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-           "-m", "rlvr.cli", "train", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
-        stdout, stderr = proc.communicate()
-        pytest.fail(f"torchrun did not finish within 240 s; its output:\n{stdout[-2000:]}\n{stderr[-4000:]}")
-    finally:
-        _kill_tree(proc.pid)
-    assert proc.returncode == 0, stderr[-3000:]
-    return stdout
-
-
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_rlvr_train_runs_under_torchrun(tmp_path, strategy):
+def test_rlvr_train_runs_undertorchrun_train(tmp_path, strategy):
     out = tmp_path / "run"
     args = ["--out-dir", str(out), "--algo", "grpo", "num_prompts=4", "group_size=4", "max_new_tokens=3",
             "warmstart_steps=2", "eval_problems=4", "eval_every=2", "save_every=0", "progress=False",
             f"strategy={strategy}"]
-    stdout = _torchrun(["--steps", "2", *args], tmp_path)
+    stdout = torchrun_train(["--steps", "2", *args], tmp_path)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 0, 1, 2]  # written once, by rank 0
     assert "eval/pass@1" in records[1] and "eval/pass@1" in records[-1] and "pg_loss" in records[-1]
     assert (out / "checkpoint" / "state.pt").exists() and (out / "checkpoint" / "ref").exists()  # GRPO's KL
     assert stdout.count("held-out pass@1") == 1
     if strategy == "fsdp":  # the gathered checkpoint resumes into shards
-        _torchrun(["--steps", "3", "--resume", *args], tmp_path)
+        torchrun_train(["--steps", "3", "--resume", *args], tmp_path)
         records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in records] == [0, 0, 1, 2, 3] and records[-1]["kl_ref"] >= 0

@@ -133,3 +133,23 @@ def test_a_resumed_vllm_run_gives_the_metrics_of_an_unbroken_one(tmp_path):
     unbroken, resumed = _comparable(tmp_path / "a/run/metrics.jsonl"), _comparable(tmp_path / "b/run/metrics.jsonl")
     assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4]
     assert resumed == unbroken
+
+
+@pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.device_count() < 2, reason="needs 2 GPUs (or none)")
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_training_under_torchrun_with_the_vllm_engine(tmp_path, strategy):
+    """Two ranks, each with a vLLM engine (vLLM's set-up is collective over the torchrun world); rank 0's
+    generates and receives the gathered weights after every update."""
+    import json
+
+    from conftest import torchrun_train
+
+    out = tmp_path / "run"
+    torchrun_train(["--out-dir", str(out), "--algo", "grpo", "--steps", "3", "num_prompts=4", "group_size=4",
+               "max_new_tokens=3", "warmstart_steps=2", "eval_problems=4", "eval_every=3", "save_every=0",
+               "progress=False", f"strategy={strategy}", "engine=vllm", "vllm_kwargs.enforce_eager=True",
+               "vllm_kwargs.dtype=float32"], tmp_path)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 0, 1, 2, 3]
+    assert "eval/pass@1" in records[-1]
+    assert max(r["logprob_mismatch"] for r in records[2:]) < 10 * ATOL  # the weights reached rank 0's engine
