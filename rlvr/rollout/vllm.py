@@ -30,7 +30,8 @@ class VLLMEngine:
 
     def __init__(self, model: str, tokenizer: Any = None, gpu_memory_utilization: float = 0.3,
                  dtype: str = "auto", seed: int = 0, add_special_tokens: bool = True, **llm_kwargs: Any) -> None:
-        # in-process engine, so the learner can reach vLLM's model object to push weights
+        # an in-process engine: weights reach vLLM's worker by reference (the multiprocess engine's RPC cannot
+        # carry a state dict)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         vllm = _import_vllm()
         self._vllm = vllm
