@@ -44,10 +44,10 @@ class TrainConfig:
     eval_split: str = "test"  # held-out problems for evaluation
     algo: str = "dapo"
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
-    engine: str = "hf"  # "hf", "vllm" or "ray-hf" (hf engines on Ray actors, see docs/scaling.md)
-    engine_workers: int = 2  # ray-hf: rollout actors
-    engine_gpus: float = 0.0  # ray-hf: GPUs per rollout actor (a fraction shares one GPU)
-    # vllm: keyword arguments for `vllm.LLM` (gpu_memory_utilization, dtype, max_model_len, enforce_eager, ...)
+    engine: str = "hf"  # "hf", "vllm", or "ray-hf" / "ray-vllm" (those engines on Ray actors, docs/scaling.md)
+    engine_workers: int = 2  # ray-*: rollout actors
+    engine_gpus: float = 0.0  # ray-*: GPUs per rollout actor (a fraction shares one GPU)
+    # vllm, ray-vllm: keyword arguments for `vllm.LLM` (gpu_memory_utilization, dtype, max_model_len, ...)
     vllm_kwargs: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", ...
     strategy: str = "ddp"  # under torchrun: "ddp" (each rank holds the whole model) or "fsdp" (parameters,
@@ -146,27 +146,35 @@ class Trainer:
             return HFEngine(self.rollout_model, self.tokenizer, add_special_tokens=not self.use_chat)
         if self.cfg.engine == "vllm":
             return self._vllm_engine(self.out / "initial_model")
-        if self.cfg.engine == "ray-hf":
+        if self.cfg.engine in ("ray-hf", "ray-vllm"):
             from rlvr.rollout.ray_engine import RayEngine
 
-            return RayEngine.hf(self.cfg.model, self.rollout_model, num_workers=self.cfg.engine_workers,
-                                num_gpus=self.cfg.engine_gpus, add_special_tokens=not self.use_chat, seed=self.cfg.seed)
-        raise ValueError(f"engine must be 'hf', 'vllm' or 'ray-hf', got {self.cfg.engine!r}")
+            ray_kwargs = dict(num_workers=self.cfg.engine_workers, num_gpus=self.cfg.engine_gpus,
+                              add_special_tokens=not self.use_chat, seed=self.cfg.seed)
+            if self.cfg.engine == "ray-hf":
+                return RayEngine.hf(self.cfg.model, self.rollout_model, **ray_kwargs)
+            return RayEngine.vllm(self._model_dir(self.out / "initial_model"), self.rollout_model,
+                                  vllm_kwargs=self.cfg.vllm_kwargs, **ray_kwargs)
+        raise ValueError(f"engine must be 'hf', 'vllm', 'ray-hf' or 'ray-vllm', got {self.cfg.engine!r}")
+
+    def _model_dir(self, save_to: Path, weights: bool = True) -> str:
+        """Where vLLM loads the policy from: `--model`, or the built-in model saved to `save_to` (without
+        `weights`, its config and tokenizer only)."""
+        if self.cfg.model != "tiny":
+            return self.cfg.model
+        (self.rollout_model if weights else self.rollout_model.config).save_pretrained(save_to)
+        self.tokenizer.save_pretrained(save_to)
+        return str(save_to)
 
     def _vllm_engine(self, save_to: Path, weights: bool = True, **llm_kwargs: Any):
-        """A vLLM engine over the policy: `--model`, or the built-in model saved to `save_to` (vLLM loads from a
-        directory). Without `weights`, one of the policy's shape with random weights (vLLM's "dummy" format)."""
+        """A vLLM engine over the policy (`_model_dir`); without `weights`, one of the policy's shape with random
+        weights (vLLM's "dummy" load format)."""
         from rlvr.rollout.vllm import VLLMEngine
 
-        path = self.cfg.model
-        if path == "tiny":
-            path = str(save_to)
-            (self.rollout_model if weights else self.rollout_model.config).save_pretrained(path)
-            self.tokenizer.save_pretrained(path)
         if not weights:
             llm_kwargs["load_format"] = "dummy"
-        return VLLMEngine(path, self.tokenizer, seed=self.cfg.seed, add_special_tokens=not self.use_chat,
-                          **{**self.cfg.vllm_kwargs, **llm_kwargs})
+        return VLLMEngine(self._model_dir(save_to, weights), self.tokenizer, seed=self.cfg.seed,
+                          add_special_tokens=not self.use_chat, **{**self.cfg.vllm_kwargs, **llm_kwargs})
 
     # -- prompts and rollouts ------------------------------------------------------------------------------
     def prompt_text(self, problem: Problem, env: PromptEnv) -> str:

@@ -153,3 +153,57 @@ def test_training_under_torchrun_with_the_vllm_engine(tmp_path, strategy):
     assert [r["step"] for r in records] == [0, 0, 1, 2, 3]
     assert "eval/pass@1" in records[-1]
     assert max(r["logprob_mismatch"] for r in records[2:]) < 10 * ATOL  # the weights reached rank 0's engine
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": os.environ["VLLM_CPU_KVCACHE_SPACE"]}})
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="the CPU build's actors; on GPUs each actor needs a GPU of its own")
+def test_vllm_engines_on_ray_actors_sample_apart_and_follow_the_weights(saved_tiny, ray_cluster):
+    """`ray-vllm`: prompts split over two actors, each engine's logprobs the learner's, actors seeded apart (the
+    same prompt on both gets different samples), and every actor follows a weight sync."""
+    from rlvr.models import load_policy
+    from rlvr.rollout.base import Sampling
+    from rlvr.rollout.hf import HFEngine
+    from rlvr.rollout.ray_engine import RayEngine
+
+    model, tokenizer = load_policy(str(saved_tiny))
+    engine = RayEngine.vllm(str(saved_tiny), num_workers=2, vllm_kwargs=ENGINE_KWARGS)
+    try:
+        prompts = ["1 + 2 =", "13 + 24 - 7 ="] * 2  # actor 0 gets the first two, actor 1 the same two again
+        groups = engine.generate(prompts, 4, Sampling(max_new_tokens=8))
+        assert [len(g) for g in groups] == [4] * 4
+        completions = [c for g in groups for c in g]
+        expected = learner_logprobs(model, tokenizer, [p for p in prompts for _ in range(4)], completions)
+        for c, lp in zip(completions, expected):
+            torch.testing.assert_close(torch.tensor(c.logprobs, dtype=torch.float64), lp, atol=ATOL, rtol=0)
+        assert [c.token_ids for c in groups[0]] != [c.token_ids for c in groups[2]]  # actors seeded apart
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.5)
+        engine.sync_weights(model)
+        greedy = Sampling(max_new_tokens=6, temperature=0.0)
+        got = engine.generate(prompts, 1, greedy)
+        want = HFEngine(model, tokenizer).generate(prompts, 1, greedy)
+        assert [g[0].token_ids for g in got] == [g[0].token_ids for g in want]
+    finally:
+        engine.close()
+
+
+def test_training_with_vllm_engines_on_ray(tmp_path, ray_cluster):
+    from test_trainer import easy_config
+
+    from rlvr.trainer import Trainer
+
+    cfg = easy_config(tmp_path, engine="ray-vllm", engine_workers=2, vllm_kwargs=ENGINE_KWARGS, device=DEVICE,
+                      steps=4, eval_every=4)
+    records = Trainer(cfg).train()
+    mismatch = [r["logprob_mismatch"] for r in records if "logprob_mismatch" in r]
+    assert len(records) == 4 and "eval/pass@1" in records[-1]
+    assert mismatch and max(mismatch) < 10 * ATOL  # every actor got the weights after every update

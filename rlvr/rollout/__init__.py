@@ -1,5 +1,5 @@
-"""Rollout engines: `hf` (transformers generate, CPU or GPU), `vllm` (GPU, optional extra) and `ray-hf` (hf engines
-on Ray actors, optional extra: `rlvr.rollout.ray_engine`)."""
+"""Rollout engines: `hf` (transformers generate, CPU or GPU), `vllm` (optional extra; GPU, or vLLM's CPU build), and
+`ray-hf` / `ray-vllm` (those engines on Ray actors, optional extra: `rlvr.rollout.ray_engine`)."""
 
 from rlvr.rollout.base import Engine, Sampling
 

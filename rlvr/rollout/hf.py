@@ -24,7 +24,11 @@ class HFEngine:
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         if model is not self.model:
-            self.model.load_state_dict(model.state_dict())
+            self.load_state(model.state_dict())
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """The policy's weights as a state dict (how a Ray actor's engine receives them)."""
+        self.model.load_state_dict(state)
 
     @torch.no_grad()
     def generate(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[Completion]]:

@@ -1,6 +1,6 @@
-"""Rollouts on Ray actors (optional extra `rlvr[ray]`): one engine per actor, on any node of the cluster. Prompts
-are split into contiguous shards, one per actor, and the completions come back in prompt order; `sync_weights`
-puts the learner's state dict in Ray's object store once and every actor loads it from there."""
+"""Rollouts on Ray actors (optional extra `rlvr[ray]`): one engine (hf or vllm) per actor, on any node of the
+cluster. Prompts are split into contiguous shards, one per actor, and the completions come back in prompt order;
+`sync_weights` puts the learner's state dict in Ray's object store once and every actor loads it from there."""
 
 from __future__ import annotations
 
@@ -17,18 +17,19 @@ from rlvr.verifiers.ray_executor import connect
 
 
 class _EngineActor:
-    """Body of one Ray actor: builds its engine (which must keep its model in `.model`) and seeds torch."""
+    """Body of one Ray actor: builds its engine (which must have `load_state(state_dict)`), then seeds torch, whose
+    generators both engines sample from (after the build, since vLLM seeds them with its own seed)."""
 
     def __init__(self, make_engine: Callable[[], Engine], seed: int, threads: int) -> None:
         torch.set_num_threads(threads)
-        torch.manual_seed(seed)
         self.engine = make_engine()
+        torch.manual_seed(seed)
 
     def generate(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[Completion]]:
         return self.engine.generate(prompts, n, sampling)
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.engine.model.load_state_dict(state)
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.engine.load_state(state)  # type: ignore[attr-defined]
 
 
 def hf_engine(model: str, device: str = "cpu", add_special_tokens: bool = True, batch_size: int = 256) -> Engine:
@@ -40,6 +41,13 @@ def hf_engine(model: str, device: str = "cpu", add_special_tokens: bool = True, 
         raise RuntimeError("this Ray worker was given a GPU but torch sees none")
     policy, tokenizer = load_policy(model, device=device)
     return HFEngine(policy, tokenizer, batch_size=batch_size, add_special_tokens=add_special_tokens)
+
+
+def vllm_engine(model: str, add_special_tokens: bool = True, **llm_kwargs: Any) -> Engine:
+    """A VLLMEngine on `model` (a directory or a hub id), for use in an actor (on the GPU Ray gave it, or the CPU)."""
+    from rlvr.rollout.vllm import VLLMEngine
+
+    return VLLMEngine(model, add_special_tokens=add_special_tokens, **llm_kwargs)
 
 
 class RayEngine:
@@ -66,6 +74,16 @@ class RayEngine:
             engine.sync_weights(policy)
         return engine
 
+    @classmethod
+    def vllm(cls, model: str, policy: torch.nn.Module | None = None, num_workers: int = 2, num_gpus: float = 0,
+             add_special_tokens: bool = True, vllm_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> RayEngine:
+        """vLLM engines loading `model` in every actor, then holding `policy`'s weights when it is given."""
+        make = functools.partial(vllm_engine, model, add_special_tokens, **(vllm_kwargs or {}))
+        engine = cls(make, num_workers=num_workers, num_gpus=num_gpus, **kwargs)
+        if policy is not None:
+            engine.sync_weights(policy)
+        return engine
+
     def generate(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[Completion]]:
         shards = [s for s in np.array_split(np.arange(len(prompts)), len(self.actors)) if len(s)]
         refs = [a.generate.remote([prompts[i] for i in s], n, sampling) for a, s in zip(self.actors, shards)]
@@ -73,7 +91,7 @@ class RayEngine:
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         state = self._ray.put({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        self._ray.get([a.load_state_dict.remote(state) for a in self.actors])
+        self._ray.get([a.load_state.remote(state) for a in self.actors])
 
     def close(self) -> None:
         for actor in self.actors:

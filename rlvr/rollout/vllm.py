@@ -57,11 +57,14 @@ class VLLMEngine:
         reason = "length" if output.finish_reason == "length" else "stop"
         return Completion(text=output.text, token_ids=ids, logprobs=logprobs, finish_reason=reason)
 
-    @torch.no_grad()
     def sync_weights(self, model: torch.nn.Module) -> None:
+        self.load_state(model.state_dict())
+
+    @torch.no_grad()
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """The policy's weights as a state dict (how a Ray actor's engine receives them)."""
         # the worker's reload_weights (vLLM >= 0.20) restores the per-parameter loaders that post-load processing
         # drops, so it can run after every update; the model's bare load_weights fails or corrupts the second time
-        weights = list(model.state_dict().items())
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights),
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(list(state.items())),
                                                          "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
