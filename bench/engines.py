@@ -64,10 +64,12 @@ def measure(engine_name: str, model_dir: str, args: argparse.Namespace) -> dict[
         model, tokenizer = load_policy(model_dir, device=device)
         engine = HFEngine(model, tokenizer, batch_size=args.prompts * args.group_size)
     else:
+        from transformers import AutoTokenizer
+
         from rlvr.rollout.vllm import VLLMEngine
 
-        _, tokenizer = load_policy(model_dir)
-        engine = VLLMEngine(model_dir, tokenizer, dtype="float32", gpu_memory_utilization=0.3, seed=0)
+        engine = VLLMEngine(model_dir, AutoTokenizer.from_pretrained(model_dir), dtype="float32",
+                            gpu_memory_utilization=0.3, seed=0)
     startup = time.perf_counter() - start
     batch = prompts(args.prompts)
     engine.generate(batch, args.group_size, sampling)  # warm-up: caches, kernels, allocator

@@ -1,5 +1,5 @@
-"""Shared test fixtures: data paths, the kwargs that file-backed envs need, the process tree from /proc, and
-`rlvr train` under torchrun."""
+"""Shared test fixtures: data paths, the kwargs that file-backed envs need, the process tree from /proc, a local
+Ray cluster, and `rlvr train` under torchrun."""
 
 from __future__ import annotations
 
@@ -48,6 +48,19 @@ def descendants(root: int) -> set[int]:
     while children := {pid for pid, ppid in parents.items() if ppid in tree} - tree:
         tree |= children
     return tree - {root}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local 2-CPU Ray cluster whose workers can import the test modules (and get the CPU build of vLLM's KV
+    cache size, when the tests set one)."""
+    ray = pytest.importorskip("ray")
+    env = {"PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    if "VLLM_CPU_KVCACHE_SPACE" in os.environ:
+        env["VLLM_CPU_KVCACHE_SPACE"] = os.environ["VLLM_CPU_KVCACHE_SPACE"]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    yield
+    ray.shutdown()
 
 
 def kill_tree(root: int) -> None:

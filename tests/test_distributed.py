@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 # that use them, so that a worker starts in a fraction of a second.
 ray = pytest.importorskip("ray")
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _first_time(marker: str) -> bool:
@@ -64,16 +63,6 @@ class Scripted:
 
 def items(texts: list[str]) -> list[tuple[Problem, Completion]]:
     return [(Problem(f"p{i}", "q"), Completion(t)) for i, t in enumerate(texts)]
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """A local 2-CPU Ray cluster whose workers can import this test module."""
-    path = os.pathsep.join([str(Path(__file__).parent), str(ROOT), os.environ.get("PYTHONPATH", "")])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": path}})
-    yield
-    ray.shutdown()
 
 
 def test_ray_executor_gives_the_process_pools_verdicts(ray_cluster):
@@ -281,7 +270,7 @@ def test_two_gloo_ranks_give_the_single_process_loss_and_gradient(tmp_path, stra
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_rlvr_train_runs_undertorchrun_train(tmp_path, strategy):
+def test_rlvr_train_runs_under_torchrun(tmp_path, strategy):
     out = tmp_path / "run"
     args = ["--out-dir", str(out), "--algo", "grpo", "num_prompts=4", "group_size=4", "max_new_tokens=3",
             "warmstart_steps=2", "eval_problems=4", "eval_every=2", "save_every=0", "progress=False",

@@ -64,12 +64,18 @@ def _comparable(path):
     return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in open(path)]
 
 
-def test_resume_gives_the_same_metrics_as_an_unbroken_run(tmp_path):
-    base = dict(algo="grpo", steps=4, eval_every=2, save_every=2, algo_kwargs={"beta": 0.04})
+def unbroken_and_resumed(tmp_path, **overrides) -> tuple[list[dict], list[dict]]:
+    """The metrics of a 4-step GRPO run (KL on, saved every 2 steps), and of the same run stopped after 2 steps
+    and resumed (in tmp_path/b/run)."""
+    base = dict(algo="grpo", steps=4, eval_every=2, save_every=2, algo_kwargs={"beta": 0.04}, **overrides)
     Trainer(easy_config(tmp_path / "a", **base)).train()
     Trainer(easy_config(tmp_path / "b", **{**base, "steps": 2})).train()
     Trainer(easy_config(tmp_path / "b", **base)).train(resume=True)
-    unbroken, resumed = _comparable(tmp_path / "a/run/metrics.jsonl"), _comparable(tmp_path / "b/run/metrics.jsonl")
+    return _comparable(tmp_path / "a/run/metrics.jsonl"), _comparable(tmp_path / "b/run/metrics.jsonl")
+
+
+def test_resume_gives_the_same_metrics_as_an_unbroken_run(tmp_path):
+    unbroken, resumed = unbroken_and_resumed(tmp_path)
     assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4]
     assert resumed == unbroken
     # TensorBoard holds the same curve as metrics.jsonl, without duplicates from the resumed run

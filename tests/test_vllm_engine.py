@@ -121,16 +121,9 @@ def test_training_with_the_vllm_engine_learns_and_keeps_the_engine_in_sync(tmp_p
 def test_a_resumed_vllm_run_gives_the_metrics_of_an_unbroken_one(tmp_path):
     """A fresh vLLM engine after `--resume` samples what the unbroken run's engine sampled: in-process it draws
     from torch's generators (the CPU one here; the CUDA ones on a GPU), whose states checkpoints carry."""
-    from test_trainer import _comparable, easy_config
+    from test_trainer import unbroken_and_resumed
 
-    from rlvr.trainer import Trainer
-
-    base = dict(algo="grpo", steps=4, eval_every=2, save_every=2, algo_kwargs={"beta": 0.04}, engine="vllm",
-                vllm_kwargs=ENGINE_KWARGS, device=DEVICE)
-    Trainer(easy_config(tmp_path / "a", **base)).train()
-    Trainer(easy_config(tmp_path / "b", **{**base, "steps": 2})).train()
-    Trainer(easy_config(tmp_path / "b", **base)).train(resume=True)
-    unbroken, resumed = _comparable(tmp_path / "a/run/metrics.jsonl"), _comparable(tmp_path / "b/run/metrics.jsonl")
+    unbroken, resumed = unbroken_and_resumed(tmp_path, engine="vllm", vllm_kwargs=ENGINE_KWARGS, device=DEVICE)
     assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4]
     assert resumed == unbroken
 
@@ -146,22 +139,13 @@ def test_training_under_torchrun_with_the_vllm_engine(tmp_path, strategy):
 
     out = tmp_path / "run"
     torchrun_train(["--out-dir", str(out), "--algo", "grpo", "--steps", "3", "num_prompts=4", "group_size=4",
-               "max_new_tokens=3", "warmstart_steps=2", "eval_problems=4", "eval_every=3", "save_every=0",
-               "progress=False", f"strategy={strategy}", "engine=vllm", "vllm_kwargs.enforce_eager=True",
-               "vllm_kwargs.dtype=float32"], tmp_path)
+                    "max_new_tokens=3", "warmstart_steps=2", "eval_problems=4", "eval_every=3", "save_every=0",
+                    "progress=False", f"strategy={strategy}", "engine=vllm", "vllm_kwargs.enforce_eager=True",
+                    "vllm_kwargs.dtype=float32"], tmp_path)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 0, 1, 2, 3]
     assert "eval/pass@1" in records[-1]
     assert max(r["logprob_mismatch"] for r in records[2:]) < 10 * ATOL  # the weights reached rank 0's engine
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": os.environ["VLLM_CPU_KVCACHE_SPACE"]}})
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.skipif(DEVICE == "cuda", reason="the CPU build's actors; on GPUs each actor needs a GPU of its own")
