@@ -65,6 +65,6 @@ class VLLMEngine:
         """The policy's weights as a state dict (how a Ray actor's engine receives them)."""
         # the worker's reload_weights (vLLM >= 0.20) restores the per-parameter loaders that post-load processing
         # drops, so it can run after every update; the model's bare load_weights fails or corrupts the second time
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(list(state.items())),
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(state.items()),
                                                          "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
