@@ -219,8 +219,11 @@ class DistributedTrainer(Trainer):
 
     def train(self, resume: bool = False) -> list[dict]:
         try:
-            return super().train(resume=resume)
+            records = super().train(resume=resume)
+            dist.barrier()  # every rank's collectives finished (their gloo workers idle) before the teardown
+            return records
         finally:
+            self.learner = self.model  # DDP's reducer holds the process group: release it before destroying it
             dist.destroy_process_group()
 
 
