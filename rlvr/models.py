@@ -1,8 +1,10 @@
-"""Policy models: a tiny character-level Llama built from a config in code (the CPU default, no hub needed), and
-loading of any causal LM by local path or hub id (`--model Qwen/Qwen2.5-0.5B-Instruct`)."""
+"""Policy models: a tiny character-level Llama built from a config in code (the CPU default, no hub needed), loading
+of any causal LM by local path or hub id (`--model Qwen/Qwen2.5-0.5B-Instruct`) in a chosen dtype, and of a LoRA
+adapter directory onto its base model."""
 
 from __future__ import annotations
 
+import json
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,15 +48,38 @@ def tiny_model(tokenizer: PreTrainedTokenizerFast, cfg: TinyConfig = TinyConfig(
     return LlamaForCausalLM(config)
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str, device: str | torch.device) -> torch.dtype:
+    """The torch dtype called `name`, checked to run on `device` (a clear error where it cannot)."""
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    dtype, device = DTYPES[name], torch.device(device)
+    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise ValueError(f"dtype=bfloat16: {torch.cuda.get_device_name(device)} has no bfloat16 arithmetic; "
+                         "use dtype=float16 or float32")
+    try:
+        x = torch.ones(2, 2, dtype=dtype, device=device)
+        (x @ x).sum().item()
+    except RuntimeError as exc:
+        raise ValueError(f"dtype={name} cannot run on {device}: {exc}") from exc
+    return dtype
+
+
 def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32,
                 device: str | torch.device = "cpu") -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
-    """Load a causal LM and its tokenizer from a local directory or a hub id; `"tiny"` builds the tiny model.
+    """Load a causal LM and its tokenizer from a local directory or a hub id; `"tiny"` builds the tiny model; a
+    directory holding a LoRA adapter (`adapter_config.json`) loads its base model (a `base` directory beside it,
+    as rlvr's checkpoints of the tiny model keep it, or the adapter's `base_model_name_or_path`) with the adapter.
 
     The tokenizer pads on the left (generation needs it) and always has a pad token."""
     if name_or_path == "tiny":
         tokenizer = char_tokenizer()
-        return tiny_model(tokenizer).to(device), tokenizer
+        return tiny_model(tokenizer).to(device=device, dtype=dtype), tokenizer
     local = Path(name_or_path)
+    if (local / "adapter_config.json").exists():
+        return load_adapter(local, dtype, device)
     if local.exists() and not (local / "config.json").exists():
         raise FileNotFoundError(f"{local} exists but has no config.json: not a saved model directory")
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, padding_side="left")
@@ -62,3 +87,57 @@ def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32,
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype).to(device)
     return model, tokenizer
+
+
+def load_adapter(path: Path, dtype: torch.dtype, device: str | torch.device,
+                 ) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
+    """A LoRA adapter directory on its base model, trainable (as a checkpoint resumes it)."""
+    from rlvr.lora import _import_peft
+
+    saved_base = path.parent / "base"
+    base_name = str(saved_base) if (saved_base / "config.json").exists() else \
+        json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+    base, tokenizer = load_policy(base_name, dtype, device)
+    if (path / "tokenizer_config.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+        tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    model = _import_peft().PeftModel.from_pretrained(base, path, is_trainable=True)
+    return model, tokenizer
+
+
+def save_policy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, path: Path, merged: bool = False,
+                base_to: Path | None = None) -> None:
+    """Write the policy as `load_policy` reads it: a model directory, or for a LoRA policy its adapter (with
+    `base_to`, also the base weights there) or, `merged`, one plain model with the adapters merged in."""
+    from rlvr.lora import base_state_dict, is_peft_model
+
+    if is_peft_model(model):
+        base = model.get_base_model()
+        if merged:
+            base.save_pretrained(path, state_dict=base_state_dict(model, merged=True))
+        else:
+            model.save_pretrained(path)
+            if base_to is not None:
+                base.save_pretrained(base_to, state_dict=base_state_dict(model, merged=False))
+    else:
+        model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+
+
+def policy_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights an engine of its own loads: the model's state dict, with a LoRA policy's adapters merged in
+    under the base model's names (the learner's weights are left as they are)."""
+    from rlvr.lora import base_state_dict, is_peft_model
+
+    return base_state_dict(model, merged=True) if is_peft_model(model) else model.state_dict()
+
+
+def disable_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """Zero every dropout of the model (modules and attention probabilities), so that a policy in training mode
+    computes the same distribution its engine samples from."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+    return model

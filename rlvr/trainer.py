@@ -7,6 +7,7 @@ with held-out evaluation, JSONL metrics, checkpoints that resume exactly, and a 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import random
@@ -24,10 +25,13 @@ from tqdm import tqdm
 
 import rlvr
 from rlvr import algorithms
-from rlvr.batch import build_batch, token_logprobs
+from rlvr.batch import PolicyBatch, build_batch, micro_batches, token_logprobs
 from rlvr.envs.prompt_env import PromptEnv
-from rlvr.models import load_policy
-from rlvr.rollout.base import Sampling
+from rlvr.lm_head import check_output_head
+from rlvr.lora import apply_lora, is_peft_model
+from rlvr.models import disable_dropout, load_policy, policy_state_dict, resolve_dtype, save_policy
+from rlvr.precision import Precision
+from rlvr.sampling import Sampling
 from rlvr.types import Group, Problem
 from rlvr.verifiers.pool import make_executor
 from rlvr.warmstart import supervised_warmstart
@@ -67,6 +71,16 @@ class TrainConfig:
     epochs: int = 1  # mu: passes over each batch
     minibatch_size: int = 0  # completions per optimizer step (0: the whole batch)
     micro_batch_size: int = 0  # completions per forward pass, gradients accumulated (0: the minibatch)
+    # padded tokens per forward pass instead, rows sorted by length so padding is small (0: micro_batch_size rows)
+    micro_batch_tokens: int = 0
+    dtype: str = "float32"  # weights as loaded: "float32", "bfloat16" or "float16"
+    mixed_precision: str = "no"  # "bf16" or "fp16": learner forwards under torch.autocast over float32 weights
+    gradient_checkpointing: bool = False  # recompute each decoder layer's activations in backward
+    logit_chunk_tokens: int = 0  # tokens per chunk of the LM head (0: as many as fit 2^26 logits; rlvr/lm_head.py)
+    engine_batch_tokens: int = 65536  # hf engine: padded tokens (rows x (prompt + max_new_tokens)) per batch
+    # LoRA adapters through peft, e.g. {"r": 16, "alpha": 32, "target_modules": [...]} (peft.LoraConfig fields; empty:
+    # full fine-tuning). The reference policy is the base model with the adapters disabled.
+    lora: dict[str, Any] = field(default_factory=dict)
     share_prompt_forward: bool = True  # learner forwards run each distinct prompt once (rlvr.batch), not G times
     # supervised warm-start on gold answers before RL (rlvr/warmstart.py); None: 1500 steps for the built-in
     # "tiny" model, which starts from random weights, and none for any other model
@@ -115,7 +129,16 @@ class Trainer:
         self.eval_env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": cfg.eval_split}).unwrapped
         self.executor = make_executor(cfg.executor)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-        self.model, self.tokenizer = load_policy(cfg.model, device=device)
+        self.dtype = resolve_dtype(cfg.dtype, device)
+        self.model, self.tokenizer = load_policy(cfg.model, dtype=self.dtype, device=device)
+        disable_dropout(self.model).train()  # training mode (for gradient checkpointing), the engine's distribution
+        if cfg.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if cfg.lora and not is_peft_model(self.model):
+            self.model = apply_lora(self.model, cfg.lora)
+        self.lora = is_peft_model(self.model)
+        check_output_head(self.model)
+        self.precision = Precision(cfg.mixed_precision, torch.device(device), self.dtype)
         self.learner: torch.nn.Module = self.model  # what the loss's forward runs through (DDP under torchrun)
         # the whole policy, which the engine generates with, the warm-start trains and checkpoints store: the
         # same module as self.model, except under FSDP, where self.model is sharded and rank 0 keeps this copy
@@ -132,10 +155,11 @@ class Trainer:
         self._writer: Any = None  # a TensorBoard SummaryWriter, opened with the first record
 
     def make_optimizer(self) -> None:
-        """AdamW over the learner's parameters, with a linear warm-up of the learning rate."""
+        """AdamW over the learner's trainable parameters (a LoRA policy's adapters), with a linear warm-up of the
+        learning rate."""
         cfg = self.cfg
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99),
-                                           weight_decay=cfg.weight_decay)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
         warmup = max(1, cfg.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
 
@@ -143,7 +167,8 @@ class Trainer:
         if self.cfg.engine == "hf":
             from rlvr.rollout.hf import HFEngine
 
-            return HFEngine(self.rollout_model, self.tokenizer, add_special_tokens=not self.use_chat)
+            return HFEngine(self.rollout_model, self.tokenizer, batch_tokens=self.cfg.engine_batch_tokens,
+                            add_special_tokens=not self.use_chat, autocast=self.precision.autocast)
         if self.cfg.engine == "vllm":
             return self._vllm_engine(self.out / "initial_model")
         if self.cfg.engine in ("ray-hf", "ray-vllm"):
@@ -160,10 +185,13 @@ class Trainer:
     def _model_dir(self, save_to: Path, weights: bool = True) -> str:
         """Where vLLM loads the policy from: `--model`, or the built-in model saved to `save_to` (without
         `weights`, its config and tokenizer only)."""
-        if self.cfg.model != "tiny":
+        if self.cfg.model != "tiny" and not self.lora:
             return self.cfg.model
-        (self.rollout_model if weights else self.rollout_model.config).save_pretrained(save_to)
-        self.tokenizer.save_pretrained(save_to)
+        if weights:  # a LoRA policy: its base with the adapters merged in
+            save_policy(self.rollout_model, self.tokenizer, save_to, merged=True)
+        else:
+            self.rollout_model.config.save_pretrained(save_to)
+            self.tokenizer.save_pretrained(save_to)
         return str(save_to)
 
     def _vllm_engine(self, save_to: Path, weights: bool = True, **llm_kwargs: Any):
@@ -226,17 +254,16 @@ class Trainer:
         mask = batch.completion_mask
         n = len(batch)
         mb = cfg.minibatch_size or n
-        micro = cfg.micro_batch_size or mb
         # With one optimizer step per batch, pi_theta_old is the policy being differentiated: its logprobs are
         # the loss forward's own, detached (rho = 1 exactly), and a separate no-grad forward would be wasted.
         single_step = cfg.epochs == 1 and mb >= n
-        share = cfg.share_prompt_forward
         with torch.no_grad():
-            if single_step:
-                old_logp, entropy = torch.zeros_like(mask), torch.zeros_like(mask)  # filled by the loss forward
+            if single_step:  # filled by the loss forward
+                old_logp = torch.zeros(mask.shape, dtype=torch.promote_types(self.dtype, torch.float32))
+                entropy = torch.zeros_like(old_logp)
             else:
-                old_logp, entropy = token_logprobs(self.model, batch, with_entropy=True, share_prompts=share)
-            ref_logp = token_logprobs(self.reference(), batch, share_prompts=share)[0] if algo.beta > 0 else None
+                old_logp, entropy = self.batch_logprobs(self.model, batch, with_entropy=True)
+            ref_logp = self.reference_logprobs(batch) if algo.beta > 0 else None
         collected: dict[str, list[float]] = {}
         for _ in range(cfg.epochs):
             order = torch.randperm(n) if mb < n else torch.arange(n)  # fresh minibatches every epoch
@@ -245,24 +272,27 @@ class Trainer:
                 # normalisers over the whole minibatch, so micro-batches add up to its loss; empty rows don't count
                 num_tokens, num_seqs = self.loss_divisors(mask[idx])
                 self.optimizer.zero_grad(set_to_none=True)
-                for m0 in range(0, len(idx), micro):
-                    j = idx[m0:m0 + micro]
-                    logp, ent = token_logprobs(self.learner, batch.select(j), with_entropy=single_step,
-                                               share_prompts=share)
+                for j in micro_batches(batch, idx, cfg.micro_batch_size, cfg.micro_batch_tokens):
+                    sub = batch.select(j)
+                    width = sub.completion_mask.shape[1]  # the micro-batch's own completion width
+                    logp, ent = self.logprobs(self.learner, sub, with_entropy=single_step)
                     if single_step:
-                        old_logp[j], entropy[j] = logp.detach(), ent
-                    loss, lm = algo.loss(logp, old_logp[j], None if ref_logp is None else ref_logp[j],
-                                         advantages[j], mask[j], num_tokens=num_tokens, num_seqs=num_seqs)
+                        old_logp[j, :width], entropy[j, :width] = logp.detach().cpu(), ent.cpu()
+                    loss, lm = algo.loss(logp, old_logp[j, :width].to(logp.device),
+                                         None if ref_logp is None else ref_logp[j, :width].to(logp.device),
+                                         advantages[j].to(logp.device), sub.completion_mask.to(logp.device),
+                                         num_tokens=num_tokens, num_seqs=num_seqs)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"step {self.step}: loss is {float(loss)}; metrics {lm}")
-                    loss.backward()
+                    self.precision.backward(loss)
                     for k, v in lm.items():
                         collected.setdefault(k, []).append(v)
+                self.precision.unscale(self.optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
                 if isinstance(grad_norm, DTensor):  # FSDP: the norm of the sharded gradients, reduced over ranks
                     grad_norm = grad_norm.full_tensor()
                 collected.setdefault("grad_norm", []).append(float(grad_norm))
-                self.optimizer.step()
+                self.precision.step(self.optimizer)
                 self.scheduler.step()
         self.sync_engine()
         engine_lp = _padded([c.logprobs or [] for c in completions], mask.shape)
@@ -273,12 +303,45 @@ class Trainer:
         metrics["lr"] = self.scheduler.get_last_lr()[0]
         return metrics
 
+    def logprobs(self, model: torch.nn.Module, batch: PolicyBatch,
+                 with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One forward pass's log-probs (and entropies) under the sampling distribution, in the run's precision."""
+        with self.precision.autocast():
+            return token_logprobs(model, batch, with_entropy=with_entropy, share_prompts=self.cfg.share_prompt_forward,
+                                  sampling=self.sampling, chunk_tokens=self.cfg.logit_chunk_tokens)
+
+    @torch.no_grad()
+    def batch_logprobs(self, model: torch.nn.Module, batch: PolicyBatch,
+                       with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """`logprobs` of a whole batch [N, T] (on the CPU), in the micro-batches of the loss's forward passes."""
+        dtype = torch.promote_types(self.dtype, torch.float32)
+        logp, entropy = torch.zeros(batch.completion_mask.shape, dtype=dtype), torch.zeros(0)
+        if with_entropy:
+            entropy = torch.zeros_like(logp)
+        rows = torch.arange(len(batch))
+        for j in micro_batches(batch, rows, self.cfg.micro_batch_size, self.cfg.micro_batch_tokens):
+            sub = batch.select(j)
+            width = sub.completion_mask.shape[1]
+            lp, ent = self.logprobs(model, sub, with_entropy)
+            logp[j, :width] = lp.cpu()
+            if with_entropy:
+                entropy[j, :width] = ent.cpu()
+        return logp, entropy
+
+    def reference_logprobs(self, batch: PolicyBatch) -> torch.Tensor:
+        """log pi_ref per token [N, T]: a LoRA policy's base model with its adapters disabled, else `reference()`."""
+        if not self.lora:
+            return self.batch_logprobs(self.reference(), batch)[0]
+        with self.model.disable_adapter():
+            return self.batch_logprobs(self.model, batch)[0]
+
     def loss_divisors(self, mask: torch.Tensor) -> tuple[float, float]:
         """The minibatch's token and sequence counts, the divisors of the loss (rows with no token don't count)."""
         return float(mask.sum()), float((mask.sum(-1) > 0).sum())
 
     def reference(self) -> torch.nn.Module:
-        """pi_ref: a frozen copy of the policy as it was at the first update (after any warm-start)."""
+        """pi_ref of full fine-tuning: a frozen copy of the policy as it was at the first update (after any
+        warm-start)."""
         if self.ref_model is None:
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         return self.ref_model
@@ -325,14 +388,17 @@ class Trainer:
             return
         tmp = self.out / "checkpoint.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        self.rollout_model.save_pretrained(tmp / "model")
-        self.tokenizer.save_pretrained(tmp / "model")
+        # a LoRA policy's checkpoint is its adapter; the built-in model's base (which the warm-start trains) is
+        # kept beside it, any other base is read again from --model
+        base_to = tmp / "base" if self.lora and self.cfg.model == "tiny" else None
+        save_policy(self.rollout_model, self.tokenizer, tmp / "model", base_to=base_to)
         if ref is not None:
             self.rollout_model.save_pretrained(tmp / "ref", state_dict=ref)
         torch.save({"step": self.step, "optimizer": optimizer,
                     "scheduler": self.scheduler.state_dict(), "data_rng": self.data_rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
                     "numpy_rng": np.random.get_state(), "config": asdict(self.cfg),
+                    "grad_scaler": self.precision.state_dict(),
                     # sampling on a GPU draws from the CUDA generators
                     "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                    tmp / "state.pt")
@@ -349,7 +415,7 @@ class Trainer:
         if not (ckpt / "state.pt").exists():
             raise FileNotFoundError(f"no checkpoint to resume from in {ckpt}")
         state = torch.load(ckpt / "state.pt", weights_only=False)
-        state["model"] = load_policy(str(ckpt / "model"))[0].state_dict()
+        state["model"] = load_policy(str(ckpt / "model"), dtype=self.dtype)[0].state_dict()
         ref = ckpt / "ref"
         state["ref"] = type(self.rollout_model).from_pretrained(ref).state_dict() if ref.exists() else None
         return state
@@ -362,6 +428,7 @@ class Trainer:
             self.load_whole_state(self.reference(), state["ref"])
         self.load_optimizer_state(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.precision.load_state_dict(state.get("grad_scaler", {}))
         self.step = state["step"]
         self.sync_engine()
 
@@ -465,11 +532,30 @@ class Trainer:
         if steps is None:
             steps = 1500 if self.cfg.model == "tiny" else 0
         if steps:
-            losses = supervised_warmstart(self.rollout_model, self.tokenizer, self.env, steps,
-                                          lr=self.cfg.warmstart_lr, weight_decay=self.cfg.warmstart_weight_decay,
-                                          continue_prob=self.cfg.warmstart_continue_prob, seed=self.cfg.seed + 1)
+            with self._base_model_trainable():
+                losses = supervised_warmstart(self.rollout_model, self.tokenizer, self.env, steps,
+                                              lr=self.cfg.warmstart_lr, weight_decay=self.cfg.warmstart_weight_decay,
+                                              continue_prob=self.cfg.warmstart_continue_prob, seed=self.cfg.seed + 1)
             self.log({"step": 0, "warmstart/steps": steps, "warmstart/final_loss": losses[-1]})
             self.engine.sync_weights(self.rollout_model)  # not sync_engine(): only rank 0 warm-starts, no gather
+
+
+    @contextlib.contextmanager
+    def _base_model_trainable(self):
+        """For a LoRA policy, the warm-start trains the base model (adapters disabled, base weights unfrozen); RL
+        then trains the adapters. Nothing changes for full fine-tuning."""
+        if not self.lora:
+            yield
+            return
+        frozen = [p for p in self.rollout_model.parameters() if not p.requires_grad]
+        with self.rollout_model.disable_adapter():
+            for p in frozen:
+                p.requires_grad_(True)
+            try:
+                yield
+            finally:
+                for p in frozen:
+                    p.requires_grad_(False)
 
 
 def _distinct(source: Any, limit: int) -> list[Problem]:

@@ -12,7 +12,7 @@ import torch
 
 import rlvr
 from rlvr import algorithms
-from rlvr.batch import build_batch, shared_prompt_logits, token_logprobs
+from rlvr.batch import build_batch, shared_prompt_hidden_states, token_logprobs
 from rlvr.cli import main as cli_main
 from rlvr.envs.tasks.arithmetic import Arithmetic
 from rlvr.models import char_tokenizer, load_policy, tiny_model
@@ -259,7 +259,7 @@ def test_shared_prompt_forward_equals_the_full_forward():
             torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-5)
         assert (logp0 != 0).sum() == sum(min(n, width or n) for n in lengths)
     distinct = build_batch(tokenizer, prompts, completions[:len(prompts)])  # nothing to share: the full forward
-    assert shared_prompt_logits(model, distinct, torch.device("cpu")) is None
+    assert shared_prompt_hidden_states(model, distinct, torch.device("cpu")) is None
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.0])
@@ -273,7 +273,7 @@ def test_generation_with_a_shared_prompt_prefill_matches_plain_generate(monkeypa
     results = []
     for share in (True, False):
         if not share:
-            monkeypatch.setattr(HFEngine, "_shared_prefix", lambda self, enc: {})
+            monkeypatch.setattr("rlvr.rollout.hf.prefill_once", lambda *args: None)
         torch.manual_seed(0)
         results.append(engine.generate(prompts, 4, sampling))
     shared, plain = results

@@ -1,26 +1,40 @@
-"""Rollouts with transformers' `generate`: batched, left-padded, stopping at EOS, with the per-token logprobs
-of the distribution actually sampled from (after temperature, top-k and top-p). A prompt sampled G times is
-prefilled once: its KV cache is computed for the distinct prompts and gathered to every row before `generate`."""
+"""Rollouts with a transformers model and a decode loop of rlvr's own: batched, left-padded, a KV cache, stopping at
+EOS. Each step runs the LM head on the last position only (in float32, `rlvr.lm_head`), samples from the sampling
+distribution (`rlvr.sampling`, the definition the learner trains under) and keeps the sampled token's log-prob, so
+no [N, T, V] scores are ever held; finished rows leave the batch. A prompt sampled G times is prefilled once: its KV
+cache is computed for the distinct prompts and gathered to every row. Prompts go in engine batches by a token
+budget (`batch_tokens`: rows x (prompt width + max_new_tokens)), not a fixed row count."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.batch import cache_name, prefill_once
-from rlvr.rollout.base import Sampling
+from rlvr.lm_head import check_output_head, final_hidden_states, next_token_logits
+from rlvr.sampling import Sampling, sample
 from rlvr.types import Completion
 
 
 class HFEngine:
     """Generates with the learner's own model object, so `sync_weights` has nothing to copy."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 256,
-                 add_special_tokens: bool = True) -> None:
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_tokens: int = 65536,
+                 add_special_tokens: bool = True,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> None:
         if tokenizer.padding_side != "left":
             raise ValueError("HFEngine needs a tokenizer with padding_side='left'")
+        if batch_tokens < 1:
+            raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
+        check_output_head(model)
         self.model, self.tokenizer = model, tokenizer
-        self.batch_size, self.add_special_tokens = batch_size, add_special_tokens
+        self.batch_tokens, self.add_special_tokens = batch_tokens, add_special_tokens
+        self.autocast = autocast  # the learner's mixed precision, so that both compute the same distribution
+        self.stop_ids = stop_token_ids(model, tokenizer)
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         if model is not self.model:
@@ -32,49 +46,93 @@ class HFEngine:
 
     @torch.no_grad()
     def generate(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[Completion]]:
-        flat = [p for p in prompts for _ in range(n)]
+        ids = self.tokenizer(prompts, add_special_tokens=self.add_special_tokens)["input_ids"]
+        flat = [p for p in ids for _ in range(n)]
         out: list[Completion] = []
-        for i in range(0, len(flat), self.batch_size):
-            out.extend(self._generate_batch(flat[i:i + self.batch_size], sampling))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with self.autocast():
+                for rows in token_budget_batches([len(p) for p in flat], sampling.max_new_tokens, self.batch_tokens):
+                    out.extend(self._decode([flat[i] for i in rows], sampling))
+        finally:
+            self.model.train(was_training)
         return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
 
-    def _generate_batch(self, prompts: list[str], sampling: Sampling) -> list[Completion]:
-        tok, model = self.tokenizer, self.model
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=self.add_special_tokens)
-        enc = {k: v.to(model.device) for k, v in enc.items()}
-        was_training = model.training
-        model.eval()
-        out = model.generate(
-            **enc, **self._shared_prefix(enc), max_new_tokens=sampling.max_new_tokens, do_sample=not sampling.greedy,
-            temperature=sampling.temperature if not sampling.greedy else None,
-            top_p=sampling.top_p if not sampling.greedy else None,
-            top_k=sampling.top_k if not sampling.greedy else None,
-            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-            return_dict_in_generate=True, output_scores=True,
-        )
-        model.train(was_training)
-        new_tokens = out.sequences[:, enc["input_ids"].shape[1]:]
-        # scores are the processed logits each token was sampled from
-        logprobs = torch.stack(out.scores, dim=1).float().log_softmax(-1)
-        token_logprobs = logprobs.gather(-1, new_tokens[:, :logprobs.shape[1]].unsqueeze(-1)).squeeze(-1)
-        return [self._completion(ids, lps) for ids, lps in zip(new_tokens.tolist(), token_logprobs.tolist())]
-
-    def _shared_prefix(self, enc: dict[str, torch.Tensor]) -> dict[str, object]:
-        """{cache argument: the KV cache of every prompt but its last token, computed once per distinct prefix and
-        gathered to each row}, with which `generate` prefills only the last token; {} when no prefix repeats."""
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        if ids.shape[1] < 2:
-            return {}
+    def _decode(self, prompt_ids: list[list[int]], sampling: Sampling) -> list[Completion]:
+        """Sample up to `max_new_tokens` after each prompt; rows leave the batch at a stop token."""
+        model, device = self.model, self.model.device
+        width = max(len(p) for p in prompt_ids)
+        ids = torch.full((len(prompt_ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        for i, p in enumerate(prompt_ids):
+            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        lengths = torch.tensor([len(p) for p in prompt_ids])
+        ids, mask = ids.to(device), (torch.arange(width) >= width - lengths.unsqueeze(1)).long().to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        shared = prefill_once(self.model, ids[:, :-1], mask[:, :-1], positions[:, :-1])
-        return {} if shared is None else {cache_name(self.model): shared[1]}
+        hidden, cache = self._prefill(ids, mask, positions)
+        active = torch.arange(len(prompt_ids), device=device)  # the rows still generating
+        tokens: list[list[int]] = [[] for _ in prompt_ids]
+        logprobs: list[list[float]] = [[] for _ in prompt_ids]
+        stop = torch.tensor(sorted(self.stop_ids), device=device)
+        position = positions[:, -1]
+        for step in range(sampling.max_new_tokens):
+            token, logprob = sample(next_token_logits(model, hidden, sampling), sampling)
+            for row, t, lp in zip(active.tolist(), token.tolist(), logprob.tolist()):
+                tokens[row].append(t)
+                logprobs[row].append(lp)
+            going = ~torch.isin(token, stop)
+            if step == sampling.max_new_tokens - 1 or not going.any():
+                break
+            if not going.all():  # finished rows leave the batch and its cache
+                keep = going.nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                active, token, mask, position = active[keep], token[keep], mask[keep], position[keep]
+            mask = torch.cat([mask, mask.new_ones(len(mask), 1)], 1)
+            position = position + 1
+            with final_hidden_states(model) as captured:
+                model(input_ids=token.unsqueeze(1), attention_mask=mask, position_ids=position.unsqueeze(1),
+                      use_cache=True, **{cache_name(model): cache})
+            hidden = captured[0][:, -1]
+        return [self._completion(t, lp) for t, lp in zip(tokens, logprobs)]
+
+    def _prefill(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """(the last prompt position's hidden state per row [B, H], the KV cache of the prompts): each distinct
+        prompt runs once and its cache is gathered to its rows, or all rows run when none repeats."""
+        shared = prefill_once(self.model, ids, mask, positions)
+        if shared is not None:
+            hidden, cache, row_of = shared
+            return hidden[row_of, -1], cache
+        with final_hidden_states(self.model) as captured:
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        return captured[0][:, -1], getattr(out, cache_name(self.model))
 
     def _completion(self, ids: list[int], logprobs: list[float]) -> Completion:
-        eos = self.tokenizer.eos_token_id
-        if eos in ids:  # keep the EOS token: the policy learns to stop
-            end = ids.index(eos) + 1
-            ids, logprobs, reason = ids[:end], logprobs[:end], "stop"
-        else:
-            reason = "length"
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        reason = "stop" if ids and ids[-1] in self.stop_ids else "length"  # the stop token is kept: the policy
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)  # learns to stop
         return Completion(text=text, token_ids=ids, logprobs=logprobs, finish_reason=reason)
+
+
+def stop_token_ids(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """The tokenizer's EOS and those of the model's generation config (chat models list their end-of-turn token)."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    config = getattr(model, "generation_config", None)
+    extra = getattr(config, "eos_token_id", None)
+    ids.update([extra] if isinstance(extra, int) else extra or [])
+    if not ids:
+        raise ValueError("the tokenizer has no EOS token and the model's generation config names none")
+    return ids
+
+
+def token_budget_batches(prompt_lengths: list[int], max_new_tokens: int, budget: int) -> list[range]:
+    """Consecutive rows in batches of at most `budget` padded tokens (rows x (widest prompt + max_new_tokens));
+    a row longer than the budget goes alone. Consecutive rows keep a group together, so its prompt is shared."""
+    batches, start, widest = [], 0, 0
+    for i, length in enumerate(prompt_lengths):
+        widest_with = max(widest, length)
+        if i > start and (i - start + 1) * (widest_with + max_new_tokens) > budget:
+            batches.append(range(start, i))
+            start, widest_with = i, length
+        widest = widest_with
+    if prompt_lengths:
+        batches.append(range(start, len(prompt_lengths)))
+    return batches

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlvr.models import policy_state_dict
 from rlvr.rollout.base import Engine, Sampling
 from rlvr.types import Completion
 from rlvr.verifiers.ray_executor import connect
@@ -32,7 +33,7 @@ class _EngineActor:
         self.engine.load_state(state)  # type: ignore[attr-defined]
 
 
-def hf_engine(model: str, device: str = "cpu", add_special_tokens: bool = True, batch_size: int = 256) -> Engine:
+def hf_engine(model: str, device: str = "cpu", add_special_tokens: bool = True, batch_tokens: int = 65536) -> Engine:
     """An HFEngine on a freshly loaded copy of `model` ("tiny", a directory or a hub id), for use in an actor."""
     from rlvr.models import load_policy
     from rlvr.rollout.hf import HFEngine
@@ -40,7 +41,7 @@ def hf_engine(model: str, device: str = "cpu", add_special_tokens: bool = True, 
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("this Ray worker was given a GPU but torch sees none")
     policy, tokenizer = load_policy(model, device=device)
-    return HFEngine(policy, tokenizer, batch_size=batch_size, add_special_tokens=add_special_tokens)
+    return HFEngine(policy, tokenizer, batch_tokens=batch_tokens, add_special_tokens=add_special_tokens)
 
 
 def vllm_engine(model: str, add_special_tokens: bool = True, **llm_kwargs: Any) -> Engine:
@@ -90,7 +91,7 @@ class RayEngine:
         return [group for shard in self._ray.get(refs) for group in shard]
 
     def sync_weights(self, model: torch.nn.Module) -> None:
-        state = self._ray.put({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        state = self._ray.put({k: v.detach().cpu() for k, v in policy_state_dict(model).items()})
         self._ray.get([a.load_state.remote(state) for a in self.actors])
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from rlvr.models import policy_state_dict
 from rlvr.rollout.base import Sampling
 from rlvr.types import Completion
 
@@ -58,7 +59,7 @@ class VLLMEngine:
         return Completion(text=output.text, token_ids=ids, logprobs=logprobs, finish_reason=reason)
 
     def sync_weights(self, model: torch.nn.Module) -> None:
-        self.load_state(model.state_dict())
+        self.load_state(policy_state_dict(model))  # a LoRA policy's adapters merged into its base weights
 
     @torch.no_grad()
     def load_state(self, state: dict[str, torch.Tensor]) -> None:

@@ -1,0 +1,88 @@
+"""The sampling distribution, defined once for the engine that samples from it and the learner that trains on it.
+
+Logits are divided by the temperature T, then truncated: top-k keeps the k largest, then top-p (nucleus) keeps the
+smallest set of the largest that holds probability >= p of what top-k left, as transformers' warpers do. The kept
+set is `z >= threshold` per row, so ties at the threshold are all kept. The distribution sampled from is
+softmax over the kept set, and `log pi(y)` is the log-probability of the sampled token under it.
+
+The learner applies the same rule to its own logits, with one addition: the sampled token is always in its kept
+set. Where engine and learner compute the same logits (the hf engine, same weights) the two kept sets are equal and
+the addition changes nothing; where they differ (a bfloat16 engine, stale weights) a token the learner would have
+cut gets a finite log-probability, renormalised over the learner's kept set plus that token, instead of -inf."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Sampling:
+    """How to sample: temperature 0 means greedy; top_k 0 and top_p 1 disable those filters."""
+
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ValueError(f"invalid sampling settings: {self}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    @property
+    def truncates(self) -> bool:
+        """Whether top-k or top-p cut the distribution (greedy decoding ignores both)."""
+        return not self.greedy and (self.top_k > 0 or self.top_p < 1)
+
+    @property
+    def scale(self) -> float:
+        """The divisor of the logits: the temperature, or 1 for greedy decoding (whose log-probs are the model's)."""
+        return 1.0 if self.greedy else self.temperature
+
+
+def kept_threshold(z: Tensor, sampling: Sampling) -> Tensor | None:
+    """Per row of temperature-scaled logits z [..., V], the smallest logit that top-k then top-p keep; None when
+    neither filter is on. Only the k largest are sorted when top-k is on; top-p alone sorts the whole row."""
+    if not sampling.truncates:
+        return None
+    k = sampling.top_k if 0 < sampling.top_k < z.shape[-1] else 0
+    # ascending values of what top-k keeps (the whole row without top-k)
+    ascending = z.topk(k, dim=-1).values.flip(-1) if k else z.sort(dim=-1).values
+    if sampling.top_p >= 1:
+        return ascending[..., 0]
+    # top-p: drop the smallest while their cumulative probability is <= 1 - p; the largest always stays
+    dropped = ascending.softmax(-1).cumsum(-1) <= 1 - sampling.top_p
+    dropped[..., -1] = False
+    return ascending.gather(-1, dropped.sum(-1, keepdim=True)).squeeze(-1)
+
+
+def truncate(z: Tensor, sampling: Sampling, always_keep: Tensor | None = None) -> Tensor:
+    """z [..., V] with -inf outside the kept set of `sampling` (plus the token ids `always_keep` [...], if given)."""
+    threshold = kept_threshold(z, sampling)
+    if threshold is None:
+        return z
+    keep = z >= threshold.unsqueeze(-1)
+    if always_keep is not None:
+        keep.scatter_(-1, always_keep.unsqueeze(-1), True)
+    return z.masked_fill(~keep, float("-inf"))
+
+
+def sample(z: Tensor, sampling: Sampling) -> tuple[Tensor, Tensor]:
+    """Draw one token per row of logits z [B, V] already divided by `sampling.scale`: (token ids [B], their
+    log-probabilities [B] under the distribution drawn from). Greedy decoding takes the argmax, whose log-prob is
+    reported under softmax(z)."""
+    if sampling.greedy:
+        tokens = z.argmax(-1)
+    else:
+        z = truncate(z, sampling)
+        tokens = torch.multinomial(z.softmax(-1), 1).squeeze(-1)
+    logprobs = z.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - z.logsumexp(-1)
+    return tokens, logprobs
