@@ -104,7 +104,8 @@ def completion_hidden_states(model: torch.nn.Module, batch: PolicyBatch, device:
 
 def _checkpointing_grads(model: torch.nn.Module) -> bool:
     """Gradient checkpointing drops the KV cache of a forward that records gradients (transformers' layers set
-    cache=None), so such a forward cannot continue from a shared prompt's cache."""
+    cache=None; some versions also turn use_cache off for the whole model, where `prefill_once` then finds no cache),
+    so such a forward cannot continue from a shared prompt's cache."""
     inner = unwrap(model)
     return torch.is_grad_enabled() and inner.training and any(
         getattr(m, "gradient_checkpointing", False) for m in inner.modules())

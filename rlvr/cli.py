@@ -143,6 +143,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_save(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rlvr.models import load_policy, save_policy
+
+    model, tokenizer = load_policy(args.model)
+    save_policy(model, tokenizer, Path(args.out), merged=True)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from rlvr.plot import plot_run
 
@@ -175,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="held-out greedy pass@1 and sampled pass@k of a model on an env")
     _add_run_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("save", help="write a model as one plain transformers directory (a LoRA adapter, such as "
+                                    "RUN/checkpoint/model, merged into its base)")
+    p.add_argument("model", help="a saved model or adapter directory")
+    p.add_argument("out", help="the directory to write")
+    p.set_defaults(func=cmd_save)
 
     p = sub.add_parser("plot", help="write PNG learning curves of a run directory")
     p.add_argument("run_dir")

@@ -15,7 +15,7 @@ import torch
 ALIASES = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
 
 
-def _import_peft() -> Any:
+def import_peft() -> Any:
     try:
         import peft
     except ImportError as exc:  # the extra is optional; say how to get it
@@ -29,10 +29,14 @@ def is_peft_model(model: torch.nn.Module) -> bool:
 
 def lora_config(options: dict[str, Any]) -> Any:
     """A peft.LoraConfig for a causal LM from TrainConfig's `lora` dict (`alpha` and `dropout` may be spelled
-    without peft's `lora_` prefix); an unknown key is an error naming the known ones."""
-    peft = _import_peft()
+    without peft's `lora_` prefix; `target_modules` may be a comma-separated string); an unknown key is an error
+    naming the known ones."""
+    peft = import_peft()
     known = {f.name for f in dataclasses.fields(peft.LoraConfig)}
     values = {ALIASES.get(k, k): v for k, v in options.items()}
+    modules = values.get("target_modules")
+    if isinstance(modules, str) and "," in modules:  # lora.target_modules=q_proj,v_proj from the command line
+        values["target_modules"] = [m.strip() for m in modules.split(",") if m.strip()]
     unknown = sorted(set(values) - known)
     if unknown:
         hints = [m for k in unknown for m in difflib.get_close_matches(k, sorted(known | set(ALIASES)), 1)]
@@ -43,7 +47,7 @@ def lora_config(options: dict[str, Any]) -> Any:
 
 def apply_lora(model: torch.nn.Module, options: dict[str, Any]) -> torch.nn.Module:
     """`model` with fresh LoRA adapters (peft's get_peft_model); the base weights are frozen."""
-    peft = _import_peft()
+    peft = import_peft()
     config = lora_config(options)
     try:
         return peft.get_peft_model(model, config)

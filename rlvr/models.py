@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast,
+                          Qwen2Config, Qwen2ForCausalLM)
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 
@@ -46,6 +47,43 @@ def tiny_model(tokenizer: PreTrainedTokenizerFast, cfg: TinyConfig = TinyConfig(
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
+
+
+QWEN2_VOCAB = 151936  # Qwen2 / Qwen2.5's vocabulary size
+
+
+def word_tokenizer(vocab_size: int = QWEN2_VOCAB) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer of a real model's vocabulary size, built locally: pad/bos/eos, the printable
+    characters, every string of two to four digits (so numbers up to 9999 are one token), then filler words `w0`,
+    `w1`, ... up to `vocab_size`. Text splits into runs of up to four digits and single other characters, so any
+    printable text round-trips; the filler words are never produced by it, but a model can sample them."""
+    digits = [f"{i:0{n}d}" for n in (2, 3, 4) for i in range(10**n)]
+    vocab = list(dict.fromkeys([PAD, BOS, EOS, *string.printable, *digits]))
+    if vocab_size < len(vocab):
+        raise ValueError(f"a word tokenizer needs at least {len(vocab)} tokens, got vocab_size={vocab_size}")
+    vocab += [f"w{i}" for i in range(vocab_size - len(vocab))]
+    backend = Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(vocab)}, unk_token=PAD))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"\d{1,4}|\D"), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, bos_token=BOS, eos_token=EOS,
+                                   unk_token=PAD, padding_side="left")
+
+
+def qwen2_shaped(hidden_size: int = 128, num_layers: int = 2, vocab_size: int = QWEN2_VOCAB, seed: int = 0,
+                 ) -> tuple[Qwen2ForCausalLM, PreTrainedTokenizerFast]:
+    """A freshly initialised Qwen2 with Qwen2.5's vocabulary, tied embeddings, 64-wide heads (2 key/value heads)
+    and MLP ratio (4864 / 896), at a chosen width and depth: real memory at the LM head, tiny everywhere else.
+    Hidden size 896 is Qwen2.5-0.5B's (which has 24 layers)."""
+    tokenizer = word_tokenizer(vocab_size)
+    heads = max(2, hidden_size // 64)
+    config = Qwen2Config(
+        vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=hidden_size * 4864 // 896,
+        num_hidden_layers=num_layers, num_attention_heads=heads, num_key_value_heads=2, tie_word_embeddings=True,
+        max_position_embeddings=32768, rope_theta=1e6, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(config), tokenizer
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -92,7 +130,7 @@ def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32,
 def load_adapter(path: Path, dtype: torch.dtype, device: str | torch.device,
                  ) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
     """A LoRA adapter directory on its base model, trainable (as a checkpoint resumes it)."""
-    from rlvr.lora import _import_peft
+    from rlvr.lora import import_peft
 
     saved_base = path.parent / "base"
     base_name = str(saved_base) if (saved_base / "config.json").exists() else \
@@ -101,7 +139,7 @@ def load_adapter(path: Path, dtype: torch.dtype, device: str | torch.device,
     if (path / "tokenizer_config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
-    model = _import_peft().PeftModel.from_pretrained(base, path, is_trainable=True)
+    model = import_peft().PeftModel.from_pretrained(base, path, is_trainable=True)
     return model, tokenizer
 
 
@@ -119,6 +157,7 @@ def save_policy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, path
             model.save_pretrained(path)
             if base_to is not None:
                 base.save_pretrained(base_to, state_dict=base_state_dict(model, merged=False))
+                tokenizer.save_pretrained(base_to)
     else:
         model.save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -130,6 +169,15 @@ def policy_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     from rlvr.lora import base_state_dict, is_peft_model
 
     return base_state_dict(model, merged=True) if is_peft_model(model) else model.state_dict()
+
+
+def enable_activation_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each decoder layer's activations in backward (torch's non-reentrant checkpoint)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x names it so
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def disable_dropout(model: torch.nn.Module) -> torch.nn.Module:

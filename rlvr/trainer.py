@@ -29,7 +29,8 @@ from rlvr.batch import PolicyBatch, build_batch, micro_batches, token_logprobs
 from rlvr.envs.prompt_env import PromptEnv
 from rlvr.lm_head import check_output_head
 from rlvr.lora import apply_lora, is_peft_model
-from rlvr.models import disable_dropout, load_policy, policy_state_dict, resolve_dtype, save_policy
+from rlvr.models import (disable_dropout, enable_activation_checkpointing, load_policy, resolve_dtype,
+                         save_policy)
 from rlvr.precision import Precision
 from rlvr.sampling import Sampling
 from rlvr.types import Group, Problem
@@ -133,7 +134,7 @@ class Trainer:
         self.model, self.tokenizer = load_policy(cfg.model, dtype=self.dtype, device=device)
         disable_dropout(self.model).train()  # training mode (for gradient checkpointing), the engine's distribution
         if cfg.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_activation_checkpointing(self.model)
         if cfg.lora and not is_peft_model(self.model):
             self.model = apply_lora(self.model, cfg.lora)
         self.lora = is_peft_model(self.model)

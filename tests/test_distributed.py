@@ -264,8 +264,9 @@ def test_two_gloo_ranks_give_the_single_process_loss_and_gradient(tmp_path, stra
         for metrics, grads in (ranks[0][algo], ranks[1][algo]):
             for key in ("pg_loss", "kl_loss", "grad_norm"):
                 assert metrics[key] == pytest.approx(want_metrics[key], rel=1e-5, abs=1e-8), (algo, key)
-            for got, want in zip(grads, want_grads):
-                torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
+            for got, want in zip(grads, want_grads):  # float32: summation order moves an element by up to
+                # an ulp of the partial sums (~1e-7 where they are ~1), so the bound scales with the tensor
+                torch.testing.assert_close(got, want, rtol=1e-4, atol=max(1e-7, 1e-4 * float(want.abs().max())))
         assert any(g.abs().max() > 0 for g in want_grads)
 
 

@@ -179,21 +179,94 @@ def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
     assert state["step"] == steps_logged >= 2
 
 
+def sgd_update_params(tmp_path, **overrides) -> torch.Tensor:
+    """The parameters after one update on the first collected batch, with plain SGD at lr 1 (the parameter change is
+    the clipped gradient itself, where Adam's first step would turn float round-off in near-zero gradients into
+    +-lr)."""
+    trainer = Trainer(easy_config(tmp_path, **overrides))
+    trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=1.0)
+    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda _: 1.0)
+    groups, _ = trainer.collect()
+    trainer.update(groups)
+    return torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+
+
 @pytest.mark.parametrize("algo", ["dapo", "grpo", "gspo"])
-def test_gradient_accumulation_matches_one_full_batch_update(tmp_path, algo):
-    """Micro-batches with whole-minibatch normalisers give the update of one full-batch step."""
-    params = []
-    for micro in (0, 5):
-        trainer = Trainer(easy_config(tmp_path / str(micro), algo=algo, micro_batch_size=micro,
-                                      algo_kwargs={"max_gen_rounds": 20} if algo == "dapo" else {}))
-        # plain SGD, lr 1: the parameter change is the (clipped) gradient itself, where Adam's first step would
-        # turn float round-off in near-zero gradients into +-lr
-        trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=1.0)
-        trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda _: 1.0)
-        groups, _ = trainer.collect()
+@pytest.mark.parametrize("split", [{"micro_batch_size": 5}, {"micro_batch_tokens": 40}])
+def test_micro_batches_match_one_full_batch_update(tmp_path, algo, split):
+    """Micro-batches (by rows, or by a token budget with rows sorted by length) with whole-minibatch normalisers
+    give the update of one full-batch step, also with old log-probs from a separate pass (two epochs)."""
+    base = dict(algo=algo, algo_kwargs={"max_gen_rounds": 20} if algo == "dapo" else {})
+    for epochs in (1, 2):
+        whole = sgd_update_params(tmp_path / f"whole{epochs}", epochs=epochs, **base)
+        split_up = sgd_update_params(tmp_path / f"split{epochs}", epochs=epochs, **base, **split)
+        assert torch.allclose(whole, split_up, atol=1e-6)
+
+
+def test_micro_batch_tokens_smaller_than_a_sequence_is_a_clear_error(tmp_path):
+    trainer = Trainer(easy_config(tmp_path, micro_batch_tokens=4))
+    groups, _ = trainer.collect()
+    with pytest.raises(ValueError, match="micro_batch_tokens=4 is smaller than one sequence"):
         trainer.update(groups)
-        params.append(torch.cat([p.detach().flatten() for p in trainer.model.parameters()]))
-    assert torch.allclose(params[0], params[1], atol=1e-6)
+
+
+def test_micro_batches_by_tokens_sort_rows_by_length():
+    from rlvr.batch import micro_batches
+
+    tokenizer = char_tokenizer()
+    lengths = [1, 9, 2, 8, 3, 7]
+    batch = build_batch(tokenizer, ["1+1="] * 6, [Completion("", [5] * n) for n in lengths])
+    packs = micro_batches(batch, torch.arange(6), max_tokens=30)
+    assert sorted(i for p in packs for i in p.tolist()) == list(range(6))
+    for pack in packs:  # padded size as select() trims it
+        assert batch.select(pack).input_ids.numel() <= 30
+    assert [sorted(p.tolist()) for p in packs] == [[1, 3], [4, 5], [0, 2]]  # 13+12 / 11+8 / 7+6 tokens wide
+
+
+def test_gradient_checkpointing_gives_the_same_update(tmp_path):
+    """Recomputed activations change nothing, and the shared-prompt forward (whose KV cache transformers drops
+    under checkpointing) falls back to the full forward for the passes that record gradients."""
+    plain = sgd_update_params(tmp_path / "plain", algo="grpo", epochs=2)
+    checkpointed = sgd_update_params(tmp_path / "ckpt", algo="grpo", epochs=2, gradient_checkpointing=True)
+    assert torch.allclose(plain, checkpointed, atol=1e-6)
+
+
+def test_logprob_mismatch_is_below_1e5_with_temperature_top_p_and_top_k(tmp_path):
+    """Same weights, float32, hf engine, T = 0.7, top_p = 0.9, top_k = 50: the learner's log-probs are those of
+    the distribution the engine sampled from, with old log-probs from the loss forward and from a separate pass."""
+    for epochs in (1, 2):
+        records = Trainer(easy_config(tmp_path / str(epochs), steps=3, max_new_tokens=6, temperature=0.7, top_p=0.9,
+                                      top_k=50, epochs=epochs)).train()
+        assert all(0 <= r["logprob_mismatch"] < 1e-5 for r in records), [r["logprob_mismatch"] for r in records]
+
+
+@pytest.mark.parametrize("precision", [dict(mixed_precision="bf16"), dict(mixed_precision="fp16"),
+                                       dict(dtype="bfloat16")])
+def test_reduced_precision_runs_train_and_checkpoint(tmp_path, precision):
+    """Autocast over float32 weights (float16 with a gradient scaler, whose state the checkpoint keeps), or a
+    bfloat16 model: the run trains with finite losses."""
+    trainer = Trainer(easy_config(tmp_path, steps=2, lr=1e-3, **precision))
+    records = trainer.train()
+    assert all(np.isfinite(r["pg_loss"]) and np.isfinite(r["grad_norm"]) for r in records)
+    dtype = torch.bfloat16 if precision.get("dtype") == "bfloat16" else torch.float32
+    assert all(p.dtype == dtype for p in trainer.model.parameters())
+    scaler = torch.load(tmp_path / "run/checkpoint/state.pt", weights_only=False)["grad_scaler"]
+    assert ("scale" in scaler) == (precision.get("mixed_precision") == "fp16")
+
+
+def test_precision_options_the_device_cannot_honour_are_clear_errors(tmp_path, monkeypatch):
+    from rlvr.models import resolve_dtype
+
+    with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16, float16, got 'float8'"):
+        Trainer(easy_config(tmp_path, dtype="float8"))
+    with pytest.raises(ValueError, match="over float32 weights; the model was loaded in torch.bfloat16"):
+        Trainer(easy_config(tmp_path, dtype="bfloat16", mixed_precision="bf16"))
+    with pytest.raises(ValueError, match="mixed_precision must be one of no, bf16, fp16"):
+        Trainer(easy_config(tmp_path, mixed_precision="fp8"))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
+    with pytest.raises(ValueError, match="Tesla V100 has no bfloat16 arithmetic"):
+        resolve_dtype("bfloat16", "cuda")
 
 
 @pytest.mark.parametrize("algo", ["grpo", "gspo", "cispo"])
