@@ -46,13 +46,26 @@ class Setup:
     micro: int = 8  # completions per forward/backward pass
     threads: int = 2
     seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"  # rlvr sides: weights as loaded
+    gradient_checkpointing: bool = False  # rlvr sides
+    lora_r: int = 0  # rlvr sides: LoRA adapters of this rank (alpha = 2 r) on every linear layer but the head
 
 
-def peak_rss_mb() -> float:
+def peak_mb(device: str) -> float:
+    """Peak memory so far: the process's peak RSS on the CPU, the allocator's peak on a GPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def current_rss_mb() -> float:
+def current_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.memory_allocated() / 2**20
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20
@@ -84,25 +97,33 @@ def rlvr_update(setup: Setup, full_logits: bool) -> dict[str, Any]:
 
     from rlvr import algorithms
     from rlvr.batch import build_batch, micro_batches, token_logprobs
-    from rlvr.models import load_policy
+    from rlvr.lora import apply_lora
+    from rlvr.models import enable_activation_checkpointing, load_policy, resolve_dtype
 
-    model, tokenizer = load_policy(setup.model)
+    model, tokenizer = load_policy(setup.model, dtype=resolve_dtype(setup.dtype, setup.device), device=setup.device)
     model.train()
+    if setup.gradient_checkpointing:
+        enable_activation_checkpointing(model)
+    if setup.lora_r:
+        model = apply_lora(model, {"r": setup.lora_r, "alpha": 2 * setup.lora_r, "target_modules": "all-linear"})
     prompts, completions, advantages = make_batch(setup, tokenizer)
     batch = build_batch(tokenizer, prompts, completions)
+    advantages = advantages.to(setup.device)
     algo = algorithms.make("dapo", dynamic_sampling=False)
     mask = batch.completion_mask
-    before = current_rss_mb()
+    before = current_mb(setup.device)
     t0 = time.perf_counter()
     loss_total = 0.0
     for j in micro_batches(batch, torch.arange(len(batch)), max_rows=setup.micro):
         sub = batch.select(j)
+        sub = type(sub)(*(t.to(setup.device) for t in (sub.input_ids, sub.attention_mask, sub.position_ids,
+                                                        sub.completion_mask)), sub.prompt_width)
         logp, _ = (full_logits_logprobs if full_logits else token_logprobs)(model, sub, with_entropy=True)
-        loss, _ = algo.loss(logp, logp.detach(), None, advantages[j], sub.completion_mask,
+        loss, _ = algo.loss(logp, logp.detach(), None, advantages[j.to(setup.device)], sub.completion_mask,
                             num_tokens=float(mask.sum()), num_seqs=float(len(batch)))
         loss.backward()
         loss_total += float(loss)
-    return finish(model, loss_total, time.perf_counter() - t0, before)
+    return finish(model, setup.device, loss_total, time.perf_counter() - t0, before)
 
 
 def full_logits_logprobs(model: Any, batch: Any, with_entropy: bool = False) -> tuple[Any, Any]:
@@ -141,11 +162,12 @@ def trl_update(setup: Setup, fused: bool) -> dict[str, Any]:
     trainer = GRPOTrainer(model=model, reward_funcs=lambda completions, **_: [0.0] * len(completions), args=args,
                           train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),
                           processing_class=tokenizer)
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train, which this calls around
     enc = tokenizer(prompts, return_tensors="pt", padding=True)
     completion_ids = torch.tensor([c.token_ids for c in completions])
     completion_mask = torch.ones_like(completion_ids)
     num_items = completion_mask.sum()
-    before = current_rss_mb()
+    before = current_mb(setup.device)
     t0 = time.perf_counter()
     loss_total = 0.0
     for s in range(0, setup.rows, setup.micro):
@@ -169,39 +191,46 @@ def trl_update(setup: Setup, fused: bool) -> dict[str, Any]:
             loss = (per_token * inputs["completion_mask"]).sum() / num_items
         loss.backward()
         loss_total += float(loss)
-    return finish(model, loss_total, time.perf_counter() - t0, before)
+    return finish(model, setup.device, loss_total, time.perf_counter() - t0, before)
 
 
-def finish(model: Any, loss: float, seconds: float, rss_before: float) -> dict[str, Any]:
-    """The measurement: peak RSS, the update's rise over the RSS before it, time, loss, and the gradient as each
-    parameter's norm and its projection on a fixed random direction (to compare sides without storing it)."""
+def finish(model: Any, device: str, loss: float, seconds: float, before: float) -> dict[str, Any]:
+    """The measurement: peak memory (read first: what follows allocates), the update's rise over the memory in use
+    before it, time, loss, and the gradient as each parameter's norm and its projection on a fixed random
+    direction, computed a million elements at a time (to compare sides without storing the gradient)."""
     import torch
 
+    peak = peak_mb(device)
     generator = torch.Generator().manual_seed(1)
     norms, projections = {}, {}
     for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
         name = name.removeprefix("base_model.model.")
-        grad = p.grad if p.grad is not None else torch.zeros_like(p)
+        grad = (p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().cpu()
         norms[name] = float(grad.double().norm())
-        projections[name] = float((grad.double().flatten() * torch.randn(grad.numel(), generator=generator,
-                                                                         dtype=torch.float64)).sum())
-    return {"peak_rss_mb": peak_rss_mb(), "rss_before_mb": rss_before, "seconds": seconds, "loss": loss,
+        projections[name] = sum(float(part.double() @ torch.randn(len(part), generator=generator, dtype=torch.float64))
+                                for part in grad.split(1 << 20))
+    return {"peak_rss_mb": peak, "rss_before_mb": before, "seconds": seconds, "loss": loss,
             "grad_norms": norms, "grad_projections": projections}
 
 
-def whole_step(model: str, out: Path, max_new_tokens: int) -> dict[str, Any]:
+def whole_step(setup: Setup, out: Path) -> dict[str, Any]:
     """One `rlvr train` step of the saved model: 8 prompts x 8 completions, generate + verify + update."""
     import torch
 
     from rlvr.trainer import TrainConfig, Trainer
 
-    cfg = TrainConfig(model=model, steps=1, num_prompts=8, group_size=8, max_new_tokens=max_new_tokens,
-                      eval_every=0, save_every=0, out_dir=str(out / "step_run"), progress=False, tensorboard=False,
-                      threads=2, device="cpu")
+    # one generation round (a random model solves nothing, so dynamic sampling would draw ten)
+    cfg = TrainConfig(model=setup.model, algo_kwargs={"dynamic_sampling": False}, steps=1, num_prompts=8,
+                      group_size=8, max_new_tokens=setup.length, eval_every=0, save_every=0,
+                      out_dir=str(out / "step_run"), progress=False, tensorboard=False, threads=setup.threads,
+                      device=setup.device, dtype=setup.dtype, gradient_checkpointing=setup.gradient_checkpointing,
+                      lora={"r": setup.lora_r, "alpha": 2 * setup.lora_r} if setup.lora_r else {})
     trainer = Trainer(cfg)
     t0 = time.perf_counter()
     record = trainer.train_step()
-    return {"peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0, "length": record["length"],
+    return {"peak_rss_mb": peak_mb(setup.device), "seconds": time.perf_counter() - t0, "length": record["length"],
             "loss_finite": bool(torch.isfinite(torch.tensor(record.get("pg_loss", 0.0)))),
             "logprob_mismatch": record.get("logprob_mismatch")}
 
@@ -235,6 +264,11 @@ def main() -> None:
     parser.add_argument("--micro-tokens", type=int, default=8192,
                         help="completion tokens per micro-batch: rows per micro-batch = this / length (max 8)")
     parser.add_argument("--step-tokens", type=int, default=1024, help="max_new_tokens of the whole step (0: skip)")
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (on a GPU, peak memory is the allocator's)")
+    parser.add_argument("--dtype", default="float32", help="rlvr sides: weights as loaded")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="rlvr sides")
+    parser.add_argument("--lora-r", type=int, default=0, help="rlvr sides: LoRA rank (0: full fine-tuning)")
     parser.add_argument("--trl-python", default=str(BENCH.parent / ".venv-bench" / "bin" / "python"))
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "memory")
     parser.add_argument("--side", choices=[*SIDES, "step"], help=argparse.SUPPRESS)  # internal: one measurement
@@ -248,7 +282,7 @@ def main() -> None:
         torch.set_num_threads(setup.threads)
         torch.manual_seed(setup.seed)
         if args.side == "step":
-            result = whole_step(setup.model, args.result.parent, setup.length)
+            result = whole_step(setup, args.result.parent)
         elif args.side.startswith("rlvr"):
             result = rlvr_update(setup, full_logits=args.side == "rlvr-full")
         else:
@@ -265,22 +299,31 @@ def main() -> None:
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
     params = sum(p.numel() for p in qwen2_shaped(hidden_size=args.hidden, num_layers=args.layers)[0].parameters())
+    options = dict(device=args.device, dtype=args.dtype, gradient_checkpointing=args.gradient_checkpointing,
+                   lora_r=args.lora_r)
+    plain = options == dict(device="cpu", dtype="float32", gradient_checkpointing=False, lora_r=0)
     trl_python = args.trl_python if Path(args.trl_python).exists() else None
+    memory = "peak RSS" if args.device == "cpu" else "peak allocated GPU memory"
     print(f"Qwen2-shaped model: vocabulary 151,936, hidden {args.hidden}, {args.layers} layers, {params / 1e6:.0f}M "
-          f"parameters, float32, CPU, 2 threads; 8 completions (2 prompts x 4) per update\n")
-    results: dict[str, dict[int, Any]] = {side: {} for side in SIDES}
+          f"parameters; {args.device}, {args.dtype}, gradient checkpointing {args.gradient_checkpointing}, LoRA "
+          f"r={args.lora_r}; 8 completions (2 prompts x 4) per update; {memory}\n")
+    results: dict[str, dict[int, Any]] = {side: {} for side in args.sides}
     for length in args.lengths:
-        setup = Setup(str(model_dir), length, micro=max(1, min(8, args.micro_tokens // length)))
-        for side in SIDES:
-            python = sys.executable if side.startswith("rlvr") else trl_python
-            results[side][length] = run_side(python, side, setup, args.out) if python else "skipped: no TRL"
+        setup = Setup(str(model_dir), length, micro=max(1, min(8, args.micro_tokens // length)), **options)
+        for side in args.sides:
+            rlvr_side = side.startswith("rlvr")
+            python = sys.executable if rlvr_side else trl_python
+            if not (rlvr_side or plain):
+                results[side][length] = "not run: the TRL sides run float32 on the CPU only"
+            else:
+                results[side][length] = run_side(python, side, setup, args.out) if python else "skipped: no TRL"
             print(f"{side} at {length}: {results[side][length] if isinstance(results[side][length], str) else 'ok'}",
                   file=sys.stderr, flush=True)
-    print("| completion tokens | micro-batch | side | peak RSS (MB) | update's rise (MB) | time (s) | "
-          "rlvr / side (peak RSS) | grads vs full (max rel. diff) |\n|---:|---:|---|---:|---:|---:|---:|---:|")
+    print(f"| completion tokens | micro-batch | side | {memory} (MB) | update's rise (MB) | time (s) | "
+          "rlvr / side (peak) | grads vs rlvr-full (max rel. diff) |\n|---:|---:|---|---:|---:|---:|---:|---:|")
     for length in args.lengths:
-        ours, reference = results["rlvr"][length], results["rlvr-full"][length]
-        for side in SIDES:
+        ours, reference = results.get("rlvr", {}).get(length), results.get("rlvr-full", {}).get(length)
+        for side in args.sides:
             r = results[side][length]
             micro = max(1, min(8, args.micro_tokens // length))
             if isinstance(r, str):
@@ -292,15 +335,15 @@ def main() -> None:
                   f"| {r['seconds']:.1f} | {ratio:.2f}x | {diff:.1e} |")
     step = None
     if args.step_tokens:
-        step = run_side(sys.executable, "step", Setup(str(step_dir), args.step_tokens), args.out)
+        step = run_side(sys.executable, "step", Setup(str(step_dir), args.step_tokens, **options), args.out)
         if isinstance(step, dict):
-            print(f"\n| whole `rlvr train` step (hidden 128, 2 layers) | prompts x completions | max new tokens | "
-                  f"mean length | peak RSS (MB) | time (s) |\n|---|---:|---:|---:|---:|---:|\n"
+            print(f"\n| whole `rlvr train` step (hidden 128, {args.layers} layers) | prompts x completions | max new "
+                  f"tokens | mean length | {memory} (MB) | time (s) |\n|---|---:|---:|---:|---:|---:|\n"
                   f"| generate + verify + update | 8 x 8 | {args.step_tokens} | {step['length']:.0f} | "
                   f"{step['peak_rss_mb']:,.0f} | {step['seconds']:.0f} |")
         else:
             print(f"\nwhole step: {step}")
-    (args.out / "memory.json").write_text(json.dumps({"hidden": args.hidden, "layers": args.layers,
+    (args.out / "memory.json").write_text(json.dumps({"hidden": args.hidden, "layers": args.layers, **options,
                                                       "results": results, "step": step}, indent=1))
 
 

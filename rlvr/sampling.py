@@ -77,12 +77,17 @@ def truncate(z: Tensor, sampling: Sampling, always_keep: Tensor | None = None) -
 
 def sample(z: Tensor, sampling: Sampling) -> tuple[Tensor, Tensor]:
     """Draw one token per row of logits z [B, V] already divided by `sampling.scale`: (token ids [B], their
-    log-probabilities [B] under the distribution drawn from). Greedy decoding takes the argmax, whose log-prob is
-    reported under softmax(z)."""
+    log-probabilities [B] under the distribution drawn from, z_y - logsumexp(z) as the learner computes them).
+    Greedy decoding takes the argmax, whose log-prob is reported under softmax(z). Sampling inverts the cumulative
+    distribution (float64, so its rounding is far below any probability that matters): exact, and on a CPU an order
+    of magnitude faster than torch.multinomial over a 151,936-token vocabulary."""
+    if not sampling.greedy:
+        z = truncate(z, sampling)
+    lse = z.logsumexp(-1, keepdim=True)
     if sampling.greedy:
         tokens = z.argmax(-1)
     else:
-        z = truncate(z, sampling)
-        tokens = torch.multinomial(z.softmax(-1), 1).squeeze(-1)
-    logprobs = z.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - z.logsumexp(-1)
-    return tokens, logprobs
+        cdf = (z - lse).exp_().double().cumsum_(-1)
+        u = torch.rand(len(z), 1, dtype=torch.float64, device=z.device) * cdf[:, -1:]
+        tokens = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=z.shape[-1] - 1)
+    return tokens, (z.gather(-1, tokens.unsqueeze(-1)) - lse).squeeze(-1)

@@ -77,7 +77,7 @@ class TrainConfig:
     dtype: str = "float32"  # weights as loaded: "float32", "bfloat16" or "float16"
     mixed_precision: str = "no"  # "bf16" or "fp16": learner forwards under torch.autocast over float32 weights
     gradient_checkpointing: bool = False  # recompute each decoder layer's activations in backward
-    logit_chunk_tokens: int = 0  # tokens per chunk of the LM head (0: as many as fit 2^26 logits; rlvr/lm_head.py)
+    logit_chunk_tokens: int = 0  # tokens per chunk of the LM head (0: as many as fit 2^24 logits; rlvr/lm_head.py)
     engine_batch_tokens: int = 65536  # hf engine: padded tokens (rows x (prompt + max_new_tokens)) per batch
     # LoRA adapters through peft, e.g. {"r": 16, "alpha": 32, "target_modules": [...]} (peft.LoraConfig fields; empty:
     # full fine-tuning). The reference policy is the base model with the adapters disabled.
