@@ -156,7 +156,7 @@ def trl_update(setup: Setup, fused: bool) -> dict[str, Any]:
     model.train()
     prompts, completions, advantages = make_batch(setup, tokenizer)
     args = GRPOConfig(output_dir="/tmp/rlvr-bench-memory-trl", per_device_train_batch_size=setup.micro,
-                      gradient_accumulation_steps=1, num_generations=4, max_completion_length=setup.length,
+                      gradient_accumulation_steps=1, num_generations=2, max_completion_length=setup.length,
                       beta=0.0, epsilon=0.2, epsilon_high=0.28, loss_type="dapo", use_cpu=True, bf16=False,
                       report_to="none", save_strategy="no", remove_unused_columns=False, disable_tqdm=True)
     trainer = GRPOTrainer(model=model, reward_funcs=lambda completions, **_: [0.0] * len(completions), args=args,
@@ -235,9 +235,12 @@ def whole_step(setup: Setup, out: Path) -> dict[str, Any]:
             "logprob_mismatch": record.get("logprob_mismatch")}
 
 
-def run_side(python: str, side: str, setup: Setup, out: Path) -> dict[str, Any] | str:
-    """One side in its own process; its result, or why it has none."""
+def run_side(python: str, side: str, setup: Setup, out: Path, resume: bool = False) -> dict[str, Any] | str:
+    """One side in its own process; its result, or why it has none. With `resume`, a result already written for
+    the same setup is kept."""
     result = out / f"{side}-{setup.length}.json"
+    if resume and result.exists() and json.loads(result.read_text()).get("setup") == asdict(setup):
+        return json.loads(result.read_text())
     cmd = [python, __file__, "--side", side, "--setup", json.dumps(asdict(setup)), "--result", str(result)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     (out / f"{side}-{setup.length}.log").write_text(proc.stdout + proc.stderr)
@@ -270,6 +273,7 @@ def main() -> None:
     parser.add_argument("--gradient-checkpointing", action="store_true", help="rlvr sides")
     parser.add_argument("--lora-r", type=int, default=0, help="rlvr sides: LoRA rank (0: full fine-tuning)")
     parser.add_argument("--trl-python", default=str(BENCH.parent / ".venv-bench" / "bin" / "python"))
+    parser.add_argument("--resume", action="store_true", help="keep the measurements already under --out")
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "memory")
     parser.add_argument("--side", choices=[*SIDES, "step"], help=argparse.SUPPRESS)  # internal: one measurement
     parser.add_argument("--setup", help=argparse.SUPPRESS)
@@ -287,7 +291,7 @@ def main() -> None:
             result = rlvr_update(setup, full_logits=args.side == "rlvr-full")
         else:
             result = trl_update(setup, fused=args.side == "trl")
-        args.result.write_text(json.dumps(result))
+        args.result.write_text(json.dumps({**result, "setup": asdict(setup)}))
         return
 
     from rlvr.models import qwen2_shaped
@@ -316,7 +320,8 @@ def main() -> None:
             if not (rlvr_side or plain):
                 results[side][length] = "not run: the TRL sides run float32 on the CPU only"
             else:
-                results[side][length] = run_side(python, side, setup, args.out) if python else "skipped: no TRL"
+                results[side][length] = (run_side(python, side, setup, args.out, args.resume) if python
+                                         else "skipped: no TRL")
             print(f"{side} at {length}: {results[side][length] if isinstance(results[side][length], str) else 'ok'}",
                   file=sys.stderr, flush=True)
     print(f"| completion tokens | micro-batch | side | {memory} (MB) | update's rise (MB) | time (s) | "
@@ -335,7 +340,8 @@ def main() -> None:
                   f"| {r['seconds']:.1f} | {ratio:.2f}x | {diff:.1e} |")
     step = None
     if args.step_tokens:
-        step = run_side(sys.executable, "step", Setup(str(step_dir), args.step_tokens, **options), args.out)
+        step = run_side(sys.executable, "step", Setup(str(step_dir), args.step_tokens, **options), args.out,
+                        args.resume)
         if isinstance(step, dict):
             print(f"\n| whole `rlvr train` step (hidden 128, {args.layers} layers) | prompts x completions | max new "
                   f"tokens | mean length | {memory} (MB) | time (s) |\n|---|---:|---:|---:|---:|---:|\n"

@@ -1,11 +1,12 @@
 """Every benchmark, one after the other (never two at once: they time themselves), then one summary of their tables.
 
-    python bench/run_all.py [--full] [--skip verifiers ablation vs_trl engines] [--trl-python PYTHON]
+    python bench/run_all.py [--full] [--skip verifiers ablation vs_trl engines memory] [--trl-python PYTHON]
                             [--vllm-python PYTHON]
 
 verifiers: bench/verifiers.py; ablation: bench/ablation.py (--quick unless --full); vs_trl: bench/vs_trl.py, run
 with an interpreter that has TRL (default .venv-bench/bin/python); engines: bench/engines.py, run with one that
-has vLLM (default .venv-vllm/bin/python, made by scripts/setup_vllm_cpu.sh). Each one's full output is kept in
+has vLLM (default .venv-vllm/bin/python, made by scripts/setup_vllm_cpu.sh); memory: bench/memory.py (completions
+of 256 and 1,024 tokens, and 4,096 with --full; its TRL sides with the TRL interpreter). Each one's full output is kept in
 <out>/<name>.txt and its results under <out> (default bench/results, which holds the committed ones).
 """
 
@@ -29,6 +30,8 @@ def commands(full: bool, trl_python: str, vllm_python: str, out: Path) -> dict[s
                      "--out", str(ablation_out)],
         "vs_trl": [trl_python, str(BENCH / "vs_trl.py"), "--out", str(out / "vs_trl")],
         "engines": [vllm_python, str(BENCH / "engines.py"), "--out", str(out / "engines")],
+        "memory": [sys.executable, str(BENCH / "memory.py"), "--trl-python", trl_python, "--out", str(out / "memory"),
+                   "--lengths", "256", "1024", *(["4096"] if full else [])],
     }
 
 
@@ -44,7 +47,8 @@ def tables(text: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--full", action="store_true", help="the full ablation (3 seeds, all variants; hours on CPU)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["verifiers", "ablation", "vs_trl", "engines"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["verifiers", "ablation", "vs_trl", "engines", "memory"])
     parser.add_argument("--trl-python", default=str(BENCH.parent / ".venv-bench" / "bin" / "python"))
     parser.add_argument("--vllm-python", default=str(BENCH.parent / ".venv-vllm" / "bin" / "python"))
     parser.add_argument("--out", type=Path, default=BENCH / "results")

@@ -62,7 +62,7 @@ def config_mapping(s: Shared) -> list[tuple[str, str, str]]:
         ("schedule", f"linear warm-up {s.warmup_steps} steps, then constant",
          f"constant_with_warmup, warmup_steps={s.warmup_steps}"),
         ("reward", "rlvr math verifier", "the same rlvr math verifier, as a reward function"),
-        ("generation", "rlvr hf engine (transformers generate)", "use_vllm=False (transformers generate)"),
+        ("generation", "rlvr hf engine (its own decode loop)", "use_vllm=False (transformers generate)"),
         ("threads", "torch.set_num_threads(1)", "torch.set_num_threads(1)"),
     ]
 

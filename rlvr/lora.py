@@ -5,8 +5,10 @@ base weights, computed beside the learner's weights without touching them."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -86,7 +88,16 @@ def base_state_dict(model: torch.nn.Module, merged: bool) -> dict[str, torch.Ten
     return state
 
 
-def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(parameters the optimizer updates, all parameters)."""
-    params = list(model.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+@contextlib.contextmanager
+def base_model_trainable(model: torch.nn.Module) -> Iterator[None]:
+    """Within the block, a peft model is its base model: adapters disabled, base weights unfrozen (a warm-start
+    trains them so); afterwards the adapters are back and the base weights frozen again."""
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    with model.disable_adapter():
+        for p in frozen:
+            p.requires_grad_(True)
+        try:
+            yield
+        finally:
+            for p in frozen:
+                p.requires_grad_(False)

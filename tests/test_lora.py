@@ -105,6 +105,21 @@ def test_a_lora_checkpoint_holds_the_adapters_and_resumes_exactly(tmp_path):
     assert (checkpoint / "base/model.safetensors").exists()  # the built-in model's base is not on any hub
 
 
+def test_a_lora_run_on_the_real_vocabulary_resumes_exactly(tmp_path):
+    """A saved Qwen2-shaped model with a 151,936-token vocabulary (hidden 64), lora.r=8, sampled at T = 0.7 with
+    top-p: the run completes and a resumed one gives the unbroken run's metrics."""
+    from rlvr.models import qwen2_shaped
+
+    model, tokenizer = qwen2_shaped(hidden_size=64, num_layers=2)
+    model.save_pretrained(tmp_path / "qwen2")
+    tokenizer.save_pretrained(tmp_path / "qwen2")
+    unbroken, resumed = unbroken_and_resumed(tmp_path, model=str(tmp_path / "qwen2"), lora={"r": 8},
+                                             max_new_tokens=6, num_prompts=4, group_size=4, temperature=0.7,
+                                             top_p=0.9)
+    assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4] and resumed == unbroken
+    assert all(r["logprob_mismatch"] < 1e-5 for r in resumed if "logprob_mismatch" in r)
+
+
 def test_the_warm_start_trains_the_base_and_rl_the_adapters(tmp_path):
     trainer = Trainer(easy_config(tmp_path, env="rlvr/Arithmetic-v0", lora=LORA, warmstart_steps=3, steps=1))
     base_before = {k: v.clone() for k, v in base_state_dict(trainer.model, merged=False).items()}

@@ -115,23 +115,6 @@ def test_dynamic_sampling_keeps_only_mixed_groups_and_fills_the_batch(tmp_path):
     assert stats["gen/groups_dropped"] == stats["gen/groups_drawn"] - 8
 
 
-def test_engine_logprobs_match_the_learner_for_the_same_weights():
-    tokenizer = char_tokenizer()
-    model = tiny_model(tokenizer, seed=3).eval()
-    engine = HFEngine(model, tokenizer)
-    torch.manual_seed(0)
-    prompts = ["1 + 2 =", "13 + 24 - 7 ="]
-    groups = engine.generate(prompts, 3, Sampling(max_new_tokens=6, temperature=1.0))
-    completions = [c for g in groups for c in g]
-    batch = build_batch(tokenizer, [p for p in prompts for _ in range(3)], completions)
-    with torch.no_grad():
-        logp, _ = token_logprobs(model, batch)
-    for i, c in enumerate(completions):
-        assert c.token_ids and len(c.logprobs) == len(c.token_ids)
-        assert torch.allclose(logp[i, :len(c.token_ids)], torch.tensor(c.logprobs), atol=1e-4)
-        assert batch.completion_mask[i].sum() == len(c.token_ids)
-
-
 def test_a_model_saved_to_disk_trains_through_the_model_path(tmp_path, capsys):
     model, tokenizer = load_policy("tiny")
     model.save_pretrained(tmp_path / "saved")
@@ -263,6 +246,8 @@ def test_precision_options_the_device_cannot_honour_are_clear_errors(tmp_path, m
         Trainer(easy_config(tmp_path, dtype="bfloat16", mixed_precision="bf16"))
     with pytest.raises(ValueError, match="mixed_precision must be one of no, bf16, fp16"):
         Trainer(easy_config(tmp_path, mixed_precision="fp8"))
+    with pytest.raises(ValueError, match="micro_batch_tokens must be >= 0"):
+        easy_config(tmp_path, micro_batch_tokens=-1)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
     with pytest.raises(ValueError, match="Tesla V100 has no bfloat16 arithmetic"):

@@ -43,39 +43,43 @@ def policy_and_engine(saved_tiny):
     return model, tokenizer, VLLMEngine(str(saved_tiny), tokenizer, **ENGINE_KWARGS)
 
 
-def learner_logprobs(model, tokenizer, prompts, completions, temperature=1.0, add_special_tokens=True):
-    """log pi(token) per completion token from the learner's forward, at the sampling temperature."""
-    from rlvr.batch import build_batch
+def learner_logprobs(model, tokenizer, prompts, completions, sampling=None, add_special_tokens=True):
+    """log pi(token) per completion token from the learner, under the sampling distribution (rlvr.sampling)."""
+    from rlvr.batch import build_batch, token_logprobs
 
     batch = build_batch(tokenizer, prompts, completions, add_special_tokens=add_special_tokens)
+    batch = type(batch)(batch.input_ids.to(DEVICE), batch.attention_mask.to(DEVICE), batch.position_ids.to(DEVICE),
+                        batch.completion_mask.to(DEVICE), batch.prompt_width)
     with torch.no_grad():
-        logits = model(input_ids=batch.input_ids.to(DEVICE), attention_mask=batch.attention_mask.to(DEVICE),
-                       position_ids=batch.position_ids.to(DEVICE)).logits.double()
-    logp = (logits[:, batch.prompt_width - 1:-1] / temperature).log_softmax(-1)  # position t predicts token t + 1
-    logp = logp.gather(-1, batch.input_ids[:, batch.prompt_width:].to(DEVICE).unsqueeze(-1)).squeeze(-1)
+        logp, _ = token_logprobs(model, batch, sampling=sampling)
     return [logp[i, :len(c.token_ids)].cpu() for i, c in enumerate(completions)]
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.7])
+SAMPLINGS = [dict(temperature=1.0), dict(temperature=0.7), dict(temperature=0.7, top_p=0.9, top_k=50)]
+
+
+@pytest.mark.parametrize("options", SAMPLINGS, ids=["T=1", "T=0.7", "T=0.7 top_p=0.9 top_k=50"])
 @pytest.mark.parametrize("add_special_tokens", [True, False])
-def test_vllm_logprobs_match_the_learner(policy_and_engine, temperature, add_special_tokens):
+def test_vllm_logprobs_match_the_learner(policy_and_engine, options, add_special_tokens):
     """Same prompt tokens as the learner's batch (with or without BOS, as a chat template needs), and the logprob
-    of each sampled token under the distribution it was drawn from."""
+    of each sampled token under the distribution it was drawn from: temperature, then vLLM's top-k and top-p,
+    against rlvr's definition of them in the learner."""
     from rlvr.rollout.base import Sampling
 
     model, tokenizer, engine = policy_and_engine
+    sampling = Sampling(max_new_tokens=8, **options)
     engine.add_special_tokens = add_special_tokens
-    groups = engine.generate(PROMPTS, 4, Sampling(max_new_tokens=8, temperature=temperature))
+    groups = engine.generate(PROMPTS, 4, sampling)
     engine.add_special_tokens = True
     completions = [c for g in groups for c in g]
     assert [len(g) for g in groups] == [4, 4]
     assert all(len(c.token_ids) == len(c.logprobs) > 0 for c in completions)
     assert all(c.finish_reason == ("stop" if c.token_ids[-1] == tokenizer.eos_token_id else "length")
                for c in completions)
-    expected = learner_logprobs(model, tokenizer, [p for p in PROMPTS for _ in range(4)], completions,
-                                temperature, add_special_tokens)
+    expected = learner_logprobs(model, tokenizer, [p for p in PROMPTS for _ in range(4)], completions, sampling,
+                                add_special_tokens)
     for c, lp in zip(completions, expected):
-        torch.testing.assert_close(torch.tensor(c.logprobs, dtype=torch.float64), lp, atol=ATOL, rtol=0)
+        torch.testing.assert_close(torch.tensor(c.logprobs), lp, atol=ATOL, rtol=0)
 
 
 def test_weight_sync_follows_the_learner_across_updates(policy_and_engine):
@@ -97,8 +101,40 @@ def test_weight_sync_follows_the_learner_across_updates(policy_and_engine):
         assert [g[0].token_ids for g in got] == [g[0].token_ids for g in want]
         expected = learner_logprobs(model, tokenizer, PROMPTS, [g[0] for g in got])
         for g, lp in zip(got, expected):
-            torch.testing.assert_close(torch.tensor(g[0].logprobs, dtype=torch.float64), lp, atol=ATOL, rtol=0)
+            torch.testing.assert_close(torch.tensor(g[0].logprobs), lp, atol=ATOL, rtol=0)
     assert [g[0].token_ids for g in got] != [g[0].token_ids for g in before]
+
+
+def test_a_lora_policy_reaches_vllm_as_merged_weights(policy_and_engine):
+    """vLLM holds a plain model: a LoRA policy's sync sends its adapters merged into the base weights, and the
+    engine then samples what the adapted learner computes; the learner's own weights stay as they were."""
+    import copy
+
+    from rlvr.lora import apply_lora
+    from rlvr.rollout.base import Sampling
+    from rlvr.rollout.hf import HFEngine
+
+    model, tokenizer, engine = policy_and_engine
+    adapted = apply_lora(copy.deepcopy(model), {"r": 4, "alpha": 8, "target_modules": "all-linear"})
+    with torch.no_grad():
+        for name, p in adapted.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    before = {k: v.clone() for k, v in adapted.state_dict().items()}
+    try:
+        engine.sync_weights(adapted)
+        greedy = Sampling(max_new_tokens=6, temperature=0.0)
+        got = engine.generate(PROMPTS, 1, greedy)
+        want = HFEngine(adapted, tokenizer).generate(PROMPTS, 1, greedy)
+        assert [g[0].token_ids for g in got] == [g[0].token_ids for g in want]
+        sampled = [c for g in engine.generate(PROMPTS, 4, Sampling(max_new_tokens=8, temperature=0.7)) for c in g]
+        expected = learner_logprobs(adapted, tokenizer, [p for p in PROMPTS for _ in range(4)], sampled,
+                                    Sampling(max_new_tokens=8, temperature=0.7))
+        for c, lp in zip(sampled, expected):
+            torch.testing.assert_close(torch.tensor(c.logprobs), lp, atol=ATOL, rtol=0)
+        assert all(torch.equal(v, before[k]) for k, v in adapted.state_dict().items())
+    finally:
+        engine.sync_weights(model)
 
 
 def test_training_with_the_vllm_engine_learns_and_keeps_the_engine_in_sync(tmp_path):
@@ -166,7 +202,7 @@ def test_vllm_engines_on_ray_actors_sample_apart_and_follow_the_weights(saved_ti
         completions = [c for g in groups for c in g]
         expected = learner_logprobs(model, tokenizer, [p for p in prompts for _ in range(4)], completions)
         for c, lp in zip(completions, expected):
-            torch.testing.assert_close(torch.tensor(c.logprobs, dtype=torch.float64), lp, atol=ATOL, rtol=0)
+            torch.testing.assert_close(torch.tensor(c.logprobs), lp, atol=ATOL, rtol=0)
         assert [c.token_ids for c in groups[0]] != [c.token_ids for c in groups[2]]  # actors seeded apart
         with torch.no_grad():
             for p in model.parameters():
