@@ -105,17 +105,19 @@ def test_weight_sync_follows_the_learner_across_updates(policy_and_engine):
     assert [g[0].token_ids for g in got] != [g[0].token_ids for g in before]
 
 
-def test_a_lora_policy_reaches_vllm_as_merged_weights(policy_and_engine):
+def test_a_lora_policy_reaches_vllm_as_merged_weights(saved_tiny, policy_and_engine):
     """vLLM holds a plain model: a LoRA policy's sync sends its adapters merged into the base weights, and the
     engine then samples what the adapted learner computes; the learner's own weights stay as they were."""
-    import copy
-
     from rlvr.lora import apply_lora
+    from rlvr.models import load_policy
     from rlvr.rollout.base import Sampling
     from rlvr.rollout.hf import HFEngine
 
     model, tokenizer, engine = policy_and_engine
-    adapted = apply_lora(copy.deepcopy(model), {"r": 4, "alpha": 8, "target_modules": "all-linear"})
+    base = load_policy(str(saved_tiny), device=DEVICE)[0]  # a fresh base (other tests move the fixture's weights)
+    greedy = Sampling(max_new_tokens=6, temperature=0.0)
+    plain = HFEngine(base, tokenizer).generate(PROMPTS, 1, greedy)
+    adapted = apply_lora(base, {"r": 4, "alpha": 8, "target_modules": "all-linear"})
     with torch.no_grad():
         for name, p in adapted.named_parameters():
             if "lora_B" in name:
@@ -123,10 +125,10 @@ def test_a_lora_policy_reaches_vllm_as_merged_weights(policy_and_engine):
     before = {k: v.clone() for k, v in adapted.state_dict().items()}
     try:
         engine.sync_weights(adapted)
-        greedy = Sampling(max_new_tokens=6, temperature=0.0)
         got = engine.generate(PROMPTS, 1, greedy)
         want = HFEngine(adapted, tokenizer).generate(PROMPTS, 1, greedy)
         assert [g[0].token_ids for g in got] == [g[0].token_ids for g in want]
+        assert [g[0].token_ids for g in want] != [g[0].token_ids for g in plain]  # the adapters matter
         sampled = [c for g in engine.generate(PROMPTS, 4, Sampling(max_new_tokens=8, temperature=0.7)) for c in g]
         expected = learner_logprobs(adapted, tokenizer, [p for p in PROMPTS for _ in range(4)], sampled,
                                     Sampling(max_new_tokens=8, temperature=0.7))
