@@ -176,11 +176,11 @@ def test_trainer_rolls_out_and_verifies_on_ray(ray_cluster, tmp_path):
 ALGOS = ("dapo", "grpo")  # token-mean, and seq-mean-token-mean with a KL term
 
 
-def learner_config(out_dir: str, algo: str, strategy: str = "ddp") -> TrainConfig:
+def learner_config(out_dir: str, algo: str, strategy: str = "ddp", lora: dict | None = None) -> TrainConfig:
     from rlvr.trainer import TrainConfig
 
     return TrainConfig(algo=algo, out_dir=out_dir, warmstart_steps=0, eval_problems=4, progress=False,
-                       group_size=4, max_new_tokens=8, max_grad_norm=1e9, strategy=strategy)
+                       group_size=4, max_new_tokens=8, max_grad_norm=1e9, strategy=strategy, lora=lora or {})
 
 
 def fixed_groups(tokenizer, source) -> list[Group]:
@@ -211,7 +211,8 @@ def sgd_update(trainer: Trainer, groups: list[Group]) -> tuple[dict[str, float],
     return metrics, [s.full_tensor() if hasattr(s, "full_tensor") else s for s in steps]  # FSDP: gather shards
 
 
-def _rank_main(rank: int, world_size: int, port: int, out_dir: str, groups: list[Group], strategy: str) -> None:
+def _rank_main(rank: int, world_size: int, port: int, out_dir: str, groups: list[Group], strategy: str,
+               lora: dict) -> None:
     import torch
 
     from rlvr.distributed import DistributedTrainer
@@ -221,7 +222,7 @@ def _rank_main(rank: int, world_size: int, port: int, out_dir: str, groups: list
     torch.set_num_threads(1)
     results = {}
     for algo in ALGOS:
-        trainer = DistributedTrainer(learner_config(out_dir, algo, strategy))
+        trainer = DistributedTrainer(learner_config(out_dir, algo, strategy, lora))
         results[algo] = sgd_update(trainer, groups)
         if strategy == "fsdp":  # rank 0's whole copy, which its engine generates with, follows the shards
             local = sum(p.to_local().numel() for p in trainer.model.parameters())
@@ -243,8 +244,10 @@ def test_shard_groups_keeps_groups_whole_and_pads_short_shards():
     assert len(shards[1]) == 3 and all(v.mask for v in shards[1][2].verdicts)
 
 
+@pytest.mark.parametrize("lora", [{}, {"r": 4, "alpha": 8, "target_modules": "all-linear"}], ids=["full", "lora"])
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_gloo_ranks_give_the_single_process_loss_and_gradient(tmp_path, strategy):
+def test_two_gloo_ranks_give_the_single_process_loss_and_gradient(tmp_path, strategy, lora):
+    """Also for a LoRA policy (adapters the only trainable weights, the reference with adapters disabled)."""
     import torch
 
     from rlvr.trainer import Trainer
@@ -252,12 +255,12 @@ def test_two_gloo_ranks_give_the_single_process_loss_and_gradient(tmp_path, stra
     torch.set_num_threads(1)
     single = {}
     for algo in ALGOS:
-        trainer = Trainer(learner_config(str(tmp_path / "single"), algo))
+        trainer = Trainer(learner_config(str(tmp_path / "single"), algo, lora=lora))
         groups = fixed_groups(trainer.tokenizer, trainer.env.source)
         single[algo] = sgd_update(trainer, groups)
     tokens = [sum(len(c.token_ids) for g in shard for c in g.completions) for shard in (groups[:3], groups[3:])]
     assert tokens[0] > 2 * tokens[1]  # unequal lengths: a per-rank normalisation would get a different answer
-    torch.multiprocessing.spawn(_rank_main, args=(2, free_port(), str(tmp_path), groups, strategy), nprocs=2)
+    torch.multiprocessing.spawn(_rank_main, args=(2, free_port(), str(tmp_path), groups, strategy, lora), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     for algo in ALGOS:
         want_metrics, want_grads = single[algo]
