@@ -39,11 +39,6 @@ class PolicyBatch:
                            self.position_ids[index][:, columns], self.completion_mask[index][:, :end - width],
                            width - start)
 
-    @property
-    def lengths(self) -> torch.Tensor:
-        """Tokens per row, prompt and completion [N]."""
-        return self.attention_mask.sum(-1)
-
 
 def build_batch(tokenizer: PreTrainedTokenizerBase, prompts: list[str], completions: list[Completion],
                 add_special_tokens: bool = True) -> PolicyBatch:
