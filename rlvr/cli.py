@@ -8,12 +8,10 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import gymnasium as gym
 
-if TYPE_CHECKING:
-    from rlvr.trainer import TrainConfig
+from rlvr.config import TrainConfig
 
 
 def _summary(obj: object) -> str:
@@ -58,15 +56,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_kwargs(pairs: Sequence[str]) -> dict[str, object]:
-    """`key=value` pairs; values are parsed as Python literals when they are one (numbers, True, lists)."""
+def _parse_kwargs(pairs: Sequence[str], flag: str) -> dict[str, object]:
+    """`key=value` pairs; values are parsed as Python literals when they are one (numbers, True, lists). A pair
+    without `=` is an error naming `flag`, where it came from."""
     import ast
 
     out: dict[str, object] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit(f"--env-kwarg expects key=value, got {pair!r}")
+            raise SystemExit(f"{flag} expects key=value, got {pair!r}")
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -77,7 +76,7 @@ def _parse_kwargs(pairs: Sequence[str]) -> dict[str, object]:
 def cmd_verify(args: argparse.Namespace) -> int:
     import rlvr
 
-    env = rlvr.make(args.env, **_parse_kwargs(args.env_kwarg), render_mode="ansi")
+    env = rlvr.make(args.env, **_parse_kwargs(args.env_kwarg, "--env-kwarg"), render_mode="ansi")
     options = {"problem_id": args.problem_id} if args.problem_id else None
     env.reset(seed=args.seed, options=options)
     completion = sys.stdin.read() if args.completion == "-" else args.completion
@@ -95,10 +94,8 @@ def _set_dotted(target: dict[str, object], key: str, value: object) -> None:
     target[leaf] = value
 
 
-def train_config(args: argparse.Namespace) -> "TrainConfig":
+def train_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the --config YAML file, then the flags, then dotted KEY=VALUE overrides."""
-    from rlvr.trainer import TrainConfig
-
     values: dict[str, object] = {}
     if args.config:
         import yaml
@@ -108,7 +105,7 @@ def train_config(args: argparse.Namespace) -> "TrainConfig":
     for flag in ("model", "env", "algo", "out_dir", "steps", "seed"):
         if getattr(args, flag, None) is not None:
             values[flag] = getattr(args, flag)
-    for key, value in _parse_kwargs(args.overrides).items():
+    for key, value in _parse_kwargs(args.overrides, "a KEY=VALUE override").items():
         _set_dotted(values, key, value)
     if "env" in values and "env_kwargs" not in values and values["env"] != TrainConfig.env:
         values["env_kwargs"] = {}  # the default env's kwargs do not carry over to another env
@@ -121,8 +118,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     cfg = train_config(args)
-    trainer = make_trainer(cfg)  # one rank of a torchrun job, or a single process
-    trainer.train(resume=args.resume)
+    with make_trainer(cfg) as trainer:  # one rank of a torchrun job, or a single process
+        trainer.train(resume=args.resume)
     if not trainer.is_main:
         return 0
     evals = [r for r in load_metrics(cfg.out_dir) if "eval/pass@1" in r]
@@ -139,7 +136,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     cfg = train_config(args)
     cfg.progress = False
-    print(json.dumps(Trainer(cfg).evaluate(), indent=2))
+    with Trainer(cfg) as trainer:
+        print(json.dumps(trainer.evaluate(), indent=2))
     return 0
 
 

@@ -11,10 +11,9 @@ import contextlib
 import copy
 import json
 import random
-import shutil
 import signal
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,97 +23,19 @@ from torch.distributed.tensor import DTensor
 from tqdm import tqdm
 
 import rlvr
-from rlvr import algorithms
+from rlvr import algorithms, checkpoint
 from rlvr.batch import PolicyBatch, build_batch, micro_batches, token_logprobs
+from rlvr.config import TrainConfig
 from rlvr.envs.prompt_env import PromptEnv
 from rlvr.lm_head import check_output_head
 from rlvr.lora import apply_lora, base_model_trainable, is_peft_model
-from rlvr.models import (disable_dropout, enable_activation_checkpointing, load_policy, resolve_dtype,
-                         save_policy)
+from rlvr.metrics import MetricsSink
+from rlvr.models import disable_dropout, enable_activation_checkpointing, load_policy, resolve_dtype, save_policy
 from rlvr.precision import Precision
 from rlvr.sampling import Sampling
 from rlvr.types import Group, Problem
 from rlvr.verifiers.pool import make_executor
 from rlvr.warmstart import supervised_warmstart
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs. The defaults are the embedded CPU demo: a tiny model learns arithmetic."""
-
-    model: str = "tiny"  # "tiny", a local directory, or a hub id
-    env: str = "rlvr/Arithmetic-v0"
-    env_kwargs: dict[str, Any] = field(default_factory=lambda: {"level": 2})
-    train_split: str = "train"
-    eval_split: str = "test"  # held-out problems for evaluation
-    algo: str = "dapo"
-    algo_kwargs: dict[str, Any] = field(default_factory=dict)
-    engine: str = "hf"  # "hf", "vllm", or "ray-hf" / "ray-vllm" (those engines on Ray actors, docs/scaling.md)
-    engine_workers: int = 2  # ray-*: rollout actors
-    engine_gpus: float = 0.0  # ray-*: GPUs per rollout actor (a fraction shares one GPU)
-    # vllm, ray-vllm: keyword arguments for `vllm.LLM` (gpu_memory_utilization, dtype, max_model_len, ...)
-    vllm_kwargs: dict[str, Any] = field(default_factory=dict)
-    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", ...
-    strategy: str = "ddp"  # under torchrun: "ddp" (each rank holds the whole model) or "fsdp" (parameters,
-    # gradients and optimizer state sharded across ranks by torch FSDP2; see rlvr/distributed.py)
-    executor: str = "serial"  # verifier executor: "serial", "process" or "ray"
-    steps: int = 30
-    num_prompts: int = 32  # B
-    group_size: int = 8  # G
-    max_new_tokens: int = 8
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 5
-    max_grad_norm: float = 1.0
-    epochs: int = 1  # mu: passes over each batch
-    minibatch_size: int = 0  # completions per optimizer step (0: the whole batch)
-    micro_batch_size: int = 0  # completions per forward pass, gradients accumulated (0: the minibatch)
-    # padded tokens per forward pass instead, rows sorted by length so padding is small (0: micro_batch_size rows)
-    micro_batch_tokens: int = 0
-    dtype: str = "float32"  # weights as loaded: "float32", "bfloat16" or "float16"
-    mixed_precision: str = "no"  # "bf16" or "fp16": learner forwards under torch.autocast over float32 weights
-    gradient_checkpointing: bool = False  # recompute each decoder layer's activations in backward
-    logit_chunk_tokens: int = 0  # tokens per chunk of the LM head (0: as many as fit 2^24 logits; rlvr/lm_head.py)
-    engine_batch_tokens: int = 65536  # hf engine: padded tokens (rows x (prompt + max_new_tokens)) per batch
-    # LoRA adapters through peft, e.g. {"r": 16, "alpha": 32, "target_modules": [...]} (peft.LoraConfig fields; empty:
-    # full fine-tuning). The reference policy is the base model with the adapters disabled.
-    lora: dict[str, Any] = field(default_factory=dict)
-    share_prompt_forward: bool = True  # learner forwards run each distinct prompt once (rlvr.batch), not G times
-    # supervised warm-start on gold answers before RL (rlvr/warmstart.py); None: 1500 steps for the built-in
-    # "tiny" model, which starts from random weights, and none for any other model
-    warmstart_steps: int | None = None
-    warmstart_lr: float = 6e-3
-    warmstart_weight_decay: float = 1.0
-    warmstart_continue_prob: float = 0.7  # chance a warm-start target echoes the question after the answer
-    eval_every: int = 5
-    eval_problems: int = 200
-    eval_k: int = 4
-    save_every: int = 50
-    out_dir: str = "runs/rlvr"
-    seed: int = 0
-    threads: int = 0  # torch CPU threads (0: torch's default, every core); 1 is fastest for a tiny model when
-    # other jobs share the CPU
-    chat_template: bool = True  # render chat messages with the tokenizer's template when it has one
-    progress: bool = True
-    tensorboard: bool = True  # also write TensorBoard events to out_dir/tensorboard when tensorboard is installed
-
-    def __post_init__(self) -> None:
-        for name in ("minibatch_size", "micro_batch_size", "micro_batch_tokens", "logit_chunk_tokens"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0: off), got {getattr(self, name)}")
-        if self.engine_batch_tokens < 1:
-            raise ValueError(f"engine_batch_tokens must be >= 1, got {self.engine_batch_tokens}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
 
 class Trainer:
@@ -158,9 +79,23 @@ class Trainer:
         self.step = 0
         self.ref_model: torch.nn.Module | None = None
         self.make_optimizer()
-        self.eval_set = _distinct(self.eval_env.source, cfg.eval_problems)
+        self.eval_set = self.eval_env.source.distinct(cfg.eval_problems)
         self._stop = False
-        self._writer: Any = None  # a TensorBoard SummaryWriter, opened with the first record
+        self.metrics = MetricsSink(self.out, tensorboard=cfg.tensorboard)
+
+    def close(self) -> None:
+        """Stop what this trainer started: its verifier executor's workers, its engine's workers or Ray actors, and
+        the metrics writer. `with Trainer(cfg) as trainer:` closes it at the end of the block."""
+        for part in (self.executor, self.engine):
+            if hasattr(part, "close"):
+                part.close()
+        self.metrics.close()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def make_optimizer(self) -> None:
         """AdamW over the learner's trainable parameters (a LoRA policy's adapters), with a linear warm-up of the
@@ -386,45 +321,22 @@ class Trainer:
         self.optimizer.load_state_dict(state)
 
     def save(self) -> None:
-        """Write the checkpoint next to the old one, then swap, so a kill mid-save loses nothing. Every rank
-        gathers, the main process writes."""
+        """Write the checkpoint (`rlvr.checkpoint`): every rank gathers, the main process writes."""
         optimizer = self.optimizer_state()
         ref = None if self.ref_model is None else self.whole_state(self.ref_model)
         if not self.is_main:
             return
-        tmp = self.out / "checkpoint.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        state = {"step": self.step, "optimizer": optimizer, "scheduler": self.scheduler.state_dict(),
+                 "grad_scaler": self.precision.state_dict(), "config": asdict(self.cfg),
+                 **checkpoint.random_states(self.data_rng)}
         # a LoRA policy's checkpoint is its adapter; the built-in model's base (which the warm-start trains) is
         # kept beside it, any other base is read again from --model
-        base_to = tmp / "base" if self.lora and self.cfg.model == "tiny" else None
-        save_policy(self.rollout_model, self.tokenizer, tmp / "model", base_to=base_to)
-        if ref is not None:
-            self.rollout_model.save_pretrained(tmp / "ref", state_dict=ref)
-        torch.save({"step": self.step, "optimizer": optimizer,
-                    "scheduler": self.scheduler.state_dict(), "data_rng": self.data_rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
-                    "numpy_rng": np.random.get_state(), "config": asdict(self.cfg),
-                    "grad_scaler": self.precision.state_dict(),
-                    # sampling on a GPU draws from the CUDA generators
-                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-                   tmp / "state.pt")
-        old = self.out / "checkpoint.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if self.checkpoint_dir.exists():
-            self.checkpoint_dir.rename(old)
-        tmp.rename(self.checkpoint_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        checkpoint.write(self.checkpoint_dir, self.rollout_model, self.tokenizer, state, ref,
+                         keep_base=self.lora and self.cfg.model == "tiny")
 
     def read_checkpoint(self) -> dict[str, Any]:
         """The checkpoint's state.pt, plus the policy's and the reference's weights as whole state dicts."""
-        ckpt = self.checkpoint_dir
-        if not (ckpt / "state.pt").exists():
-            raise FileNotFoundError(f"no checkpoint to resume from in {ckpt}")
-        state = torch.load(ckpt / "state.pt", weights_only=False)
-        state["model"] = load_policy(str(ckpt / "model"), dtype=self.dtype)[0].state_dict()
-        ref = ckpt / "ref"
-        state["ref"] = type(self.rollout_model).from_pretrained(ref).state_dict() if ref.exists() else None
-        return state
+        return checkpoint.read(self.checkpoint_dir, self.dtype, type(self.rollout_model))
 
     def restore(self, state: dict[str, Any]) -> None:
         """Load a checkpoint's weights, reference, optimizer, scheduler and step (on every rank)."""
@@ -440,13 +352,8 @@ class Trainer:
 
     def restore_sampling(self, state: dict[str, Any]) -> None:
         """Continue the checkpoint's random streams and drop metric records past its step (main process)."""
-        self.data_rng.bit_generator.state = state["data_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-        np.random.set_state(state["numpy_rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        _truncate_metrics(self.out / "metrics.jsonl", self.step)
+        checkpoint.restore_random_states(state, self.data_rng)
+        self.metrics.truncate(self.step)
 
     def load(self) -> None:
         state = self.read_checkpoint()
@@ -458,27 +365,7 @@ class Trainer:
         self._stop = True
 
     def log(self, record: dict[str, Any]) -> None:
-        with (self.out / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.cfg.tensorboard and self._writer is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is optional
-                self.cfg.tensorboard = False
-            else:
-                logdir = self.out / "tensorboard"
-                # TensorBoard reads event files in name order; a name starts with its creation second and ends with
-                # a per-process counter that sorts as text (.10 before .9), so a writer opened in the same second
-                # as the last one (a resume within one process) could be read first: start in the next second
-                seconds = [int(p.name.split(".")[3]) for p in logdir.glob("events.out.tfevents.*")]
-                if seconds:
-                    time.sleep(max(0.0, max(seconds) + 1 - time.time()))
-                self._writer = SummaryWriter(str(logdir), purge_step=record["step"])
-        if self._writer is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self._writer.add_scalar(key, value, record["step"])
-            self._writer.flush()
+        self.metrics.write(record)
 
     def train(self, resume: bool = False) -> list[dict[str, Any]]:
         """Run to `cfg.steps`; returns the per-step metric records (also in `out_dir/metrics.jsonl`)."""
@@ -489,8 +376,7 @@ class Trainer:
         if resume:
             self.load()
         else:
-            (self.out / "metrics.jsonl").unlink(missing_ok=True)
-            shutil.rmtree(self.out / "tensorboard", ignore_errors=True)
+            self.metrics.reset()
             self._warmstart()
             self.log({"step": 0, **self.evaluate()})
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -510,9 +396,7 @@ class Trainer:
                     self.save()
         finally:  # an exception propagates without saving: the last checkpoint stays the last good state
             bar.close()
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+            self.metrics.close()
             for s, h in handlers.items():
                 signal.signal(s, h)
         self.save()
@@ -542,19 +426,10 @@ class Trainer:
             with base_model_trainable(self.rollout_model) if self.lora else contextlib.nullcontext():
                 losses = supervised_warmstart(self.rollout_model, self.tokenizer, self.env, steps,
                                               lr=self.cfg.warmstart_lr, weight_decay=self.cfg.warmstart_weight_decay,
-                                              continue_prob=self.cfg.warmstart_continue_prob, seed=self.cfg.seed + 1)
+                                              continue_prob=self.cfg.warmstart_continue_prob, seed=self.cfg.seed + 1,
+                                              progress=self.cfg.progress and self.is_main)
             self.log({"step": 0, "warmstart/steps": steps, "warmstart/final_loss": losses[-1]})
             self.engine.sync_weights(self.rollout_model)  # not sync_engine(): only rank 0 warm-starts, no gather
-
-
-def _distinct(source: Any, limit: int) -> list[Problem]:
-    """Up to `limit` distinct held-out problems (a small split, like one-digit sums, has fewer)."""
-    seen: dict[str, Problem] = {}
-    for _, p in zip(range(50 * limit), source):
-        seen.setdefault(p.id if not hasattr(source, "content_key") else source.content_key(p), p)
-        if len(seen) == limit:
-            break
-    return list(seen.values())
 
 
 def _padded(rows: list[list[float]], shape: torch.Size) -> torch.Tensor:
@@ -564,12 +439,6 @@ def _padded(rows: list[list[float]], shape: torch.Size) -> torch.Tensor:
     return out
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records logged after the checkpoint, so a resumed run's log reads like an unbroken one."""
-    if path.exists():
-        lines = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= step]
-        path.write_text("".join(ln + "\n" for ln in lines))
-
-
 def train(cfg: TrainConfig, resume: bool = False) -> list[dict[str, Any]]:
-    return Trainer(cfg).train(resume=resume)
+    with Trainer(cfg) as trainer:
+        return trainer.train(resume=resume)

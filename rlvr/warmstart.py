@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import torch
+from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from rlvr.batch import build_batch, token_logprobs
@@ -20,11 +21,12 @@ from rlvr.types import Completion, Problem
 
 def supervised_warmstart(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, env: PromptEnv, steps: int,
                          batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1.0,
-                         continue_prob: float = 0.0, seed: int = 0) -> list[float]:
+                         continue_prob: float = 0.0, seed: int = 0, progress: bool = False) -> list[float]:
     """`steps` AdamW steps of next-token cross-entropy on gold answers; returns the loss curve. Strong weight
     decay makes a small model generalise to held-out problems far sooner than it memorises the training ones; the
     learning rate warms up (50 steps, or a tenth of a short run), then decays on a cosine to lr/10 (at a constant
-    6e-3 the tiny model can stay on its plateau before carries for 1500 steps, depending on the seed)."""
+    6e-3 the tiny model can stay on its plateau before carries for 1500 steps, depending on the seed). With
+    `progress`, a bar shows the step and the loss."""
     if not 0.0 <= continue_prob < 1.0:
         raise ValueError(f"continue_prob must be in [0, 1), got {continue_prob}")
     rng = np.random.default_rng(seed)
@@ -32,7 +34,8 @@ def supervised_warmstart(model: torch.nn.Module, tokenizer: PreTrainedTokenizerB
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: warmstart_lr_factor(i, steps))
     losses = []
     model.train()
-    for _ in range(steps):
+    bar = tqdm(total=steps, disable=not progress, desc="rlvr warm-start (supervised, on gold answers, before RL)")
+    for step in range(steps):
         problems = [env.source.sample(rng) for _ in range(batch_size)]
         targets = []
         for p in problems:
@@ -47,6 +50,10 @@ def supervised_warmstart(model: torch.nn.Module, tokenizer: PreTrainedTokenizerB
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
+        bar.update(1)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    bar.close()
     return losses
 
 

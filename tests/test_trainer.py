@@ -339,3 +339,53 @@ def test_generation_with_a_shared_prompt_prefill_matches_plain_generate(monkeypa
         for a, b in zip(group_a, group_b):
             assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
             assert np.allclose(a.logprobs, b.logprobs, atol=1e-4)
+
+
+def test_train_config_imports_without_torch():
+    code = "import sys, rlvr.config; assert 'torch' not in sys.modules, 'torch was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+
+
+def test_a_trainer_closes_the_workers_it_started(tmp_path):
+    """`with Trainer(...)` stops its verifier pool's worker processes at the end of the block."""
+    from conftest import descendants
+
+    before = descendants(os.getpid())
+    with Trainer(easy_config(tmp_path, steps=1, executor="process")) as trainer:
+        trainer.train()
+        assert descendants(os.getpid()) - before  # the pool's workers
+    deadline = time.time() + 10
+    while descendants(os.getpid()) - before and time.time() < deadline:
+        time.sleep(0.1)
+    assert not descendants(os.getpid()) - before
+
+
+def test_missing_tensorboard_is_not_written_into_the_config(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("no tensorboard")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    trainer = Trainer(easy_config(tmp_path, steps=1))
+    trainer.train()
+    assert trainer.cfg.tensorboard is True and trainer.metrics.tensorboard is False
+    assert (tmp_path / "run/metrics.jsonl").exists() and not (tmp_path / "run/tensorboard").exists()
+
+
+def test_a_malformed_override_names_where_it_came_from():
+    from rlvr.cli import build_parser, train_config
+
+    with pytest.raises(SystemExit, match="a KEY=VALUE override expects key=value, got 'steps'"):
+        train_config(build_parser().parse_args(["train", "steps"]))
+
+
+def test_the_warm_start_shows_its_progress(tmp_path, capsys):
+    trainer = Trainer(easy_config(tmp_path, env="rlvr/Arithmetic-v0", warmstart_steps=3, steps=0, progress=True))
+    trainer.train()
+    err = capsys.readouterr().err
+    assert "rlvr warm-start (supervised, on gold answers, before RL)" in err and "3/3" in err

@@ -44,6 +44,20 @@ class TaskSource(ABC):
     def __iter__(self) -> Iterator[Problem]:
         """Problems in an order fixed by the source's seed."""
 
+    def content_key(self, problem: Problem) -> str:
+        """What makes two problems the same problem (the id here; procedural sources compare prompts)."""
+        return problem.id
+
+    def distinct(self, limit: int) -> list[Problem]:
+        """Up to `limit` distinct problems in iteration order, looking at most 50 x `limit` deep (a small split,
+        like one-digit sums, has fewer): the held-out set an evaluation poses."""
+        seen: dict[str, Problem] = {}
+        for _, problem in zip(range(50 * limit), self):
+            seen.setdefault(self.content_key(problem), problem)
+            if len(seen) == limit:
+                break
+        return list(seen.values())
+
 
 class ProceduralSource(TaskSource):
     """An infinite source that generates a problem from an integer key; the held-out split is a stable hash of

@@ -1,0 +1,86 @@
+"""The run's configuration: one plain dataclass, importable without torch (the CLI parses into it before anything
+heavy loads). Its defaults are the embedded CPU demo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs. The defaults are the embedded CPU demo: a tiny model learns arithmetic."""
+
+    model: str = "tiny"  # "tiny", a local directory, or a hub id
+    env: str = "rlvr/Arithmetic-v0"
+    env_kwargs: dict[str, Any] = field(default_factory=lambda: {"level": 2})
+    train_split: str = "train"
+    eval_split: str = "test"  # held-out problems for evaluation
+    algo: str = "dapo"
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    engine: str = "hf"  # "hf", "vllm", or "ray-hf" / "ray-vllm" (those engines on Ray actors, docs/scaling.md)
+    engine_workers: int = 2  # ray-*: rollout actors
+    engine_gpus: float = 0.0  # ray-*: GPUs per rollout actor (a fraction shares one GPU)
+    # vllm, ray-vllm: keyword arguments for `vllm.LLM` (gpu_memory_utilization, dtype, max_model_len, ...)
+    vllm_kwargs: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", ...
+    strategy: str = "ddp"  # under torchrun: "ddp" (each rank holds the whole model) or "fsdp" (parameters,
+    # gradients and optimizer state sharded across ranks by torch FSDP2; see rlvr/distributed.py)
+    executor: str = "serial"  # verifier executor: "serial", "process" or "ray"
+    steps: int = 30
+    num_prompts: int = 32  # B
+    group_size: int = 8  # G
+    max_new_tokens: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 5
+    max_grad_norm: float = 1.0
+    epochs: int = 1  # mu: passes over each batch
+    minibatch_size: int = 0  # completions per optimizer step (0: the whole batch)
+    micro_batch_size: int = 0  # completions per forward pass, gradients accumulated (0: the minibatch)
+    # padded tokens per forward pass instead, rows sorted by length so padding is small (0: micro_batch_size rows)
+    micro_batch_tokens: int = 0
+    dtype: str = "float32"  # weights as loaded: "float32", "bfloat16" or "float16"
+    mixed_precision: str = "no"  # "bf16" or "fp16": learner forwards under torch.autocast over float32 weights
+    gradient_checkpointing: bool = False  # recompute each decoder layer's activations in backward
+    logit_chunk_tokens: int = 0  # tokens per chunk of the LM head (0: as many as fit 2^24 logits; rlvr/lm_head.py)
+    engine_batch_tokens: int = 65536  # hf engine: padded tokens (rows x (prompt + max_new_tokens)) per batch
+    # LoRA adapters through peft, e.g. {"r": 16, "alpha": 32, "target_modules": [...]} (peft.LoraConfig fields; empty:
+    # full fine-tuning). The reference policy is the base model with the adapters disabled.
+    lora: dict[str, Any] = field(default_factory=dict)
+    share_prompt_forward: bool = True  # learner forwards run each distinct prompt once (rlvr.batch), not G times
+    # supervised warm-start on gold answers before RL (rlvr/warmstart.py); None: 1500 steps for the built-in
+    # "tiny" model, which starts from random weights, and none for any other model
+    warmstart_steps: int | None = None
+    warmstart_lr: float = 6e-3
+    warmstart_weight_decay: float = 1.0
+    warmstart_continue_prob: float = 0.7  # chance a warm-start target echoes the question after the answer
+    eval_every: int = 5
+    eval_problems: int = 200
+    eval_k: int = 4
+    save_every: int = 50
+    out_dir: str = "runs/rlvr"
+    seed: int = 0
+    threads: int = 0  # torch CPU threads (0: torch's default, every core); 1 is fastest for a tiny model when
+    # other jobs share the CPU
+    chat_template: bool = True  # render chat messages with the tokenizer's template when it has one
+    progress: bool = True
+    tensorboard: bool = True  # also write TensorBoard events to out_dir/tensorboard when tensorboard is installed
+
+    def __post_init__(self) -> None:
+        for name in ("minibatch_size", "micro_batch_size", "micro_batch_tokens", "logit_chunk_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: off), got {getattr(self, name)}")
+        if self.engine_batch_tokens < 1:
+            raise ValueError(f"engine_batch_tokens must be >= 1, got {self.engine_batch_tokens}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
