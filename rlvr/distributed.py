@@ -17,6 +17,7 @@ import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -26,7 +27,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
-from rlvr.rollout.hf import HFEngine
+from rlvr.rollout import Engine, make_engine
 from rlvr.trainer import TrainConfig, Trainer
 from rlvr.types import Group
 
@@ -97,22 +98,26 @@ class DistributedTrainer(Trainer):
         self.make_optimizer()  # over the sharded parameters
         self._broadcast_parameters()
 
-    def _make_engine(self):
+    def _make_engine(self, **vllm_kwargs: Any) -> Engine:
         if self.is_main and self.fsdp:  # the learner is about to be sharded: generation needs whole weights
             self.rollout_model = copy.deepcopy(self.model)
         if self.cfg.engine == "vllm":
             # vLLM's set-up is collective over the torchrun world (its external_launcher executor; an engine in
             # rank 0 alone would wait for the others forever): every rank builds one, rank 0's generates
-            launcher = {"distributed_executor_backend": "external_launcher"}
+            launcher = {"distributed_executor_backend": "external_launcher", **vllm_kwargs}
             if self.is_main:
-                return self._vllm_engine(self.out / "initial_model", **launcher)
+                return super()._make_engine(**launcher)
             # the others' never generate: random weights of the policy's shape, nothing read or synced
             self._idle_dir = tempfile.TemporaryDirectory(prefix="rlvr-vllm-")  # removed when the process ends
-            self._idle_vllm = self._vllm_engine(Path(self._idle_dir.name), weights=False, **launcher)
+            self._idle_vllm = make_engine("vllm", self.rollout_model, self.tokenizer, model=self.cfg.model,
+                                          save_dir=Path(self._idle_dir.name), seed=self.cfg.seed,
+                                          add_special_tokens=self.add_special_tokens,
+                                          vllm_kwargs={**self.cfg.vllm_kwargs, **launcher}, dummy_weights=True)
         elif self.is_main:
-            return super()._make_engine()
+            return super()._make_engine(**vllm_kwargs)
         # only rank 0 generates; the others need an engine only for sync_weights, a no-op on their own model
-        return HFEngine(self.model, self.tokenizer, add_special_tokens=not self.use_chat)
+        return make_engine("hf", self.model, self.tokenizer, model=self.cfg.model, save_dir=self.out,
+                           add_special_tokens=self.add_special_tokens)
 
     # -- collectives ---------------------------------------------------------------------------------------
     def _all_reduce(self, values: list[float], op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM) -> list[float]:

@@ -30,8 +30,9 @@ from rlvr.envs.prompt_env import PromptEnv
 from rlvr.lm_head import check_output_head
 from rlvr.lora import apply_lora, base_model_trainable, is_peft_model
 from rlvr.metrics import MetricsSink
-from rlvr.models import disable_dropout, enable_activation_checkpointing, load_policy, resolve_dtype, save_policy
+from rlvr.models import disable_dropout, enable_activation_checkpointing, load_policy, resolve_dtype
 from rlvr.precision import Precision
+from rlvr.rollout import Engine, make_engine
 from rlvr.sampling import Sampling
 from rlvr.types import Group, Problem
 from rlvr.verifiers.pool import make_executor
@@ -73,6 +74,7 @@ class Trainer:
         # same module as self.model, except under FSDP, where self.model is sharded and rank 0 keeps this copy
         self.rollout_model: torch.nn.Module = self.model
         self.use_chat = cfg.chat_template and getattr(self.tokenizer, "chat_template", None) is not None
+        self.add_special_tokens = not self.use_chat  # a chat template writes the special tokens itself
         self.engine = self._make_engine()
         self.sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k)
         self.data_rng = np.random.default_rng(cfg.seed)
@@ -106,46 +108,14 @@ class Trainer:
         warmup = max(1, cfg.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
 
-    def _make_engine(self):
-        if self.cfg.engine == "hf":
-            from rlvr.rollout.hf import HFEngine
-
-            return HFEngine(self.rollout_model, self.tokenizer, batch_tokens=self.cfg.engine_batch_tokens,
-                            add_special_tokens=not self.use_chat, autocast=self.precision.autocast)
-        if self.cfg.engine == "vllm":
-            return self._vllm_engine(self.out / "initial_model")
-        if self.cfg.engine in ("ray-hf", "ray-vllm"):
-            from rlvr.rollout.ray_engine import RayEngine
-
-            ray_kwargs = dict(num_workers=self.cfg.engine_workers, num_gpus=self.cfg.engine_gpus,
-                              add_special_tokens=not self.use_chat, seed=self.cfg.seed)
-            if self.cfg.engine == "ray-hf":
-                return RayEngine.hf(self.cfg.model, self.rollout_model, **ray_kwargs)
-            return RayEngine.vllm(self._model_dir(self.out / "initial_model"), self.rollout_model,
-                                  vllm_kwargs=self.cfg.vllm_kwargs, **ray_kwargs)
-        raise ValueError(f"engine must be 'hf', 'vllm', 'ray-hf' or 'ray-vllm', got {self.cfg.engine!r}")
-
-    def _model_dir(self, save_to: Path, weights: bool = True) -> str:
-        """Where vLLM loads the policy from: `--model`, or the built-in model saved to `save_to` (without
-        `weights`, its config and tokenizer only)."""
-        if self.cfg.model != "tiny" and not self.lora:
-            return self.cfg.model
-        if weights:  # a LoRA policy: its base with the adapters merged in
-            save_policy(self.rollout_model, self.tokenizer, save_to, merged=True)
-        else:
-            self.rollout_model.config.save_pretrained(save_to)
-            self.tokenizer.save_pretrained(save_to)
-        return str(save_to)
-
-    def _vllm_engine(self, save_to: Path, weights: bool = True, **llm_kwargs: Any):
-        """A vLLM engine over the policy (`_model_dir`); without `weights`, one of the policy's shape with random
-        weights (vLLM's "dummy" load format)."""
-        from rlvr.rollout.vllm import VLLMEngine
-
-        if not weights:
-            llm_kwargs["load_format"] = "dummy"
-        return VLLMEngine(self._model_dir(save_to, weights), self.tokenizer, seed=self.cfg.seed,
-                          add_special_tokens=not self.use_chat, **{**self.cfg.vllm_kwargs, **llm_kwargs})
+    def _make_engine(self, **vllm_kwargs: Any) -> Engine:
+        """The run's engine (`rlvr.rollout.make_engine`) over the rollout policy; `vllm_kwargs` add to the config's."""
+        cfg = self.cfg
+        return make_engine(cfg.engine, self.rollout_model, self.tokenizer, model=cfg.model,
+                           save_dir=self.out / "initial_model", add_special_tokens=self.add_special_tokens,
+                           seed=cfg.seed, batch_tokens=cfg.engine_batch_tokens, autocast=self.precision.autocast,
+                           workers=cfg.engine_workers, gpus=cfg.engine_gpus,
+                           vllm_kwargs={**cfg.vllm_kwargs, **vllm_kwargs})
 
     # -- prompts and rollouts ------------------------------------------------------------------------------
     def prompt_text(self, problem: Problem, env: PromptEnv) -> str:
@@ -189,7 +159,7 @@ class Trainer:
         cfg, algo = self.cfg, self.algo
         completions = [c for g in groups for c in g.completions]
         prompts = [self.prompt_text(g.problem, self.env) for g in groups for _ in g.completions]
-        batch = build_batch(self.tokenizer, prompts, completions, add_special_tokens=not self.use_chat)
+        batch = build_batch(self.tokenizer, prompts, completions, add_special_tokens=self.add_special_tokens)
         keep = torch.tensor([0.0 if v.mask else 1.0 for g in groups for v in g.verdicts])
         batch.completion_mask *= keep[:, None]  # verifier-masked completions (e.g. truncated) leave the loss
         rewards = torch.tensor([g.rewards for g in groups], dtype=torch.float32)

@@ -389,3 +389,22 @@ def test_the_warm_start_shows_its_progress(tmp_path, capsys):
     trainer.train()
     err = capsys.readouterr().err
     assert "rlvr warm-start (supervised, on gold answers, before RL)" in err and "3/3" in err
+
+
+def test_engines_come_from_one_factory(tmp_path):
+    """`rlvr.rollout.make_engine` builds every engine; an unknown name lists the known ones; an engine with a model
+    of its own is pointed at `--model`, or at a saved copy of a policy no directory holds (the built-in model, or a
+    LoRA policy merged)."""
+    from rlvr.rollout import make_engine
+    from rlvr.rollout.factory import model_dir
+
+    model, tokenizer = load_policy("tiny")
+    engine = make_engine("hf", model, tokenizer, model="tiny", save_dir=tmp_path, batch_tokens=100)
+    assert isinstance(engine, HFEngine) and engine.batch_tokens == 100 and engine.model is model
+    with pytest.raises(ValueError, match="engine must be one of 'hf', 'vllm', 'ray-hf', 'ray-vllm', got 'sglang'"):
+        make_engine("sglang", model, tokenizer, model="tiny", save_dir=tmp_path)
+    assert model_dir(model, tokenizer, "org/some-model", tmp_path / "a") == "org/some-model"
+    assert model_dir(model, tokenizer, "tiny", tmp_path / "b") == str(tmp_path / "b")
+    assert load_policy(str(tmp_path / "b"))[0].state_dict().keys() == model.state_dict().keys()
+    with pytest.raises(ValueError, match="engine must be one of"):
+        Trainer(easy_config(tmp_path, engine="sglang"))

@@ -2,5 +2,6 @@
 `ray-hf` / `ray-vllm` (those engines on Ray actors, optional extra: `rlvr.rollout.ray_engine`)."""
 
 from rlvr.rollout.base import Engine, Sampling
+from rlvr.rollout.factory import ENGINES, make_engine
 
-__all__ = ["Engine", "Sampling"]
+__all__ = ["ENGINES", "Engine", "Sampling", "make_engine"]
