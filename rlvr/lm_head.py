@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rlvr.sampling import Sampling, kept_threshold
+from rlvr.sampling import Sampling, drop_below, kept_threshold
 
 # Default size of one chunk of logits, in elements: 2^24 floats (64 MB in float32), i.e. 110 tokens of a
 # 151,936-token vocabulary: enough tokens per read of the head's weight for the matmul to be compute-bound, and
@@ -116,7 +116,7 @@ class _SampledLogprobs(torch.autograd.Function):
             y = targets[rows]
             if thresholds is not None:
                 thresholds[rows] = kept_threshold(z, sampling)
-                _truncate(z, thresholds[rows], y)
+                drop_below(z, thresholds[rows], y)
             lse = z.logsumexp(-1)
             logp[rows] = z.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse
             if with_entropy:  # H = lse - sum_j p_j z_j over the kept set
@@ -142,7 +142,7 @@ class _SampledLogprobs(torch.autograd.Function):
             h, y, g = hidden[rows].to(dtype), targets[rows], grad_logp[rows].to(dtype)
             z = _logits(h, w, b, head, sampling)
             if thresholds is not None:
-                _truncate(z, thresholds[rows], y)
+                drop_below(z, thresholds[rows], y)
             # d log p_y / d z_j = [j = y] - p_j (p_j = 0 outside the kept set)
             dz = z.softmax(-1).mul_(-g.unsqueeze(-1))
             dz.scatter_add_(-1, y.unsqueeze(-1), g.unsqueeze(-1))
@@ -164,13 +164,6 @@ def _logits(h: Tensor, w: Tensor, b: Tensor | None, head: OutputHead, sampling: 
     return head.logits(pre, sampling.scale)
 
 
-def _truncate(z: Tensor, threshold: Tensor, always_keep: Tensor) -> None:
-    """-inf (in place) where z < threshold, except at the token `always_keep` of each row (sampling's rule)."""
-    drop = z < threshold.unsqueeze(-1)
-    drop.scatter_(-1, always_keep.unsqueeze(-1), False)
-    z.masked_fill_(drop, float("-inf"))
-
-
 def sampled_logprobs(model: torch.nn.Module, hidden: Tensor, targets: Tensor, sampling: Sampling | None = None,
                      with_entropy: bool = False, chunk_tokens: int = 0) -> tuple[Tensor, Tensor]:
     """For hidden states [M, H] (from `final_hidden_states`) and the tokens [M] they predict: log pi(token) and the
@@ -182,12 +175,23 @@ def sampled_logprobs(model: torch.nn.Module, hidden: Tensor, targets: Tensor, sa
     return _SampledLogprobs.apply(hidden, weight, bias, targets, OutputHead.of(model), sampling, chunk, with_entropy)
 
 
-def next_token_logits(model: torch.nn.Module, hidden: Tensor, sampling: Sampling) -> Tensor:
-    """The sampling logits [B, V] (temperature applied, not yet truncated) of hidden states [B, H], in float32."""
-    weight, bias = head_weights(model)
-    dtype = torch.promote_types(hidden.dtype, torch.float32)
-    return _logits(hidden.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype), OutputHead.of(model),
-                   sampling)
+@dataclass(frozen=True)
+class FloatHead:
+    """A model's LM head with its weight and bias cast once (to float32, or float64), for computing logits position
+    after position (the engine's decode steps) without casting the [V, H] weight again each time."""
+
+    weight: Tensor
+    bias: Tensor | None
+    form: OutputHead
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, dtype: torch.dtype = torch.float32) -> FloatHead:
+        weight, bias = head_weights(model)
+        return cls(weight.to(dtype), None if bias is None else bias.to(dtype), OutputHead.of(model))
+
+    def logits(self, hidden: Tensor, sampling: Sampling) -> Tensor:
+        """The sampling logits [B, V] (temperature applied, not yet truncated) of hidden states [B, H]."""
+        return _logits(hidden.to(self.weight.dtype), self.weight, self.bias, self.form, sampling)
 
 
 @torch.no_grad()
@@ -203,7 +207,7 @@ def check_output_head(model: torch.nn.Module) -> None:
         expected = inner(input_ids=ids).logits[0].to(torch.float64)
         with final_hidden_states(inner) as captured:
             inner(input_ids=ids)
-        got = next_token_logits(inner, captured[0][0].to(torch.float64), Sampling(temperature=1.0))
+        got = FloatHead.of(inner, torch.float64).logits(captured[0][0], Sampling(temperature=1.0))
     finally:
         inner.train(was_training)
     tolerance = 1e-3 * (1 + expected.abs().max()) if weight.dtype == torch.float32 else 0.1 * (1 + expected.abs().max())

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 from collections.abc import Iterator
 from typing import Any
 
 import torch
+
+from rlvr.registry import suggest
 
 # TrainConfig's `lora.*` keys that are spelled differently in peft.LoraConfig
 ALIASES = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
@@ -41,9 +42,9 @@ def lora_config(options: dict[str, Any]) -> Any:
         values["target_modules"] = [m.strip() for m in modules.split(",") if m.strip()]
     unknown = sorted(set(values) - known)
     if unknown:
-        hints = [m for k in unknown for m in difflib.get_close_matches(k, sorted(known | set(ALIASES)), 1)]
-        raise ValueError(f"unknown LoRA option(s) {unknown}" + (f" (did you mean {hints}?)" if hints else "")
-                         + f"; lora.* takes peft.LoraConfig's fields, e.g. r, alpha, dropout, target_modules")
+        hints = "".join(suggest(k, sorted(known | set(ALIASES))) for k in unknown)
+        raise ValueError(f"unknown LoRA option(s) {unknown}; lora.* takes peft.LoraConfig's fields, e.g. r, alpha, "
+                         f"dropout, target_modules.{hints}")
     return peft.LoraConfig(task_type="CAUSAL_LM", **values)
 
 

@@ -94,15 +94,28 @@ def resolve_dtype(name: str, device: str | torch.device) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
     dtype, device = DTYPES[name], torch.device(device)
-    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported(including_emulation=False):
-        raise ValueError(f"dtype=bfloat16: {torch.cuda.get_device_name(device)} has no bfloat16 arithmetic; "
-                         "use dtype=float16 or float32")
+    if dtype == torch.bfloat16:
+        check_bfloat16(device, "dtype=bfloat16", "use dtype=float16 or float32")
     try:
         x = torch.ones(2, 2, dtype=dtype, device=device)
         (x @ x).sum().item()
     except RuntimeError as exc:
         raise ValueError(f"dtype={name} cannot run on {device}: {exc}") from exc
     return dtype
+
+
+def check_bfloat16(device: torch.device, setting: str, instead: str) -> None:
+    """A clear error for `setting` on a GPU without bfloat16 arithmetic (emulation does not count)."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise ValueError(f"{setting}: {torch.cuda.get_device_name(device)} has no bfloat16 arithmetic; {instead}")
+
+
+def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerFast:
+    """A saved or hub tokenizer, padding on the left (generation needs it), with a pad token (EOS if it has none)."""
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32,
@@ -120,9 +133,7 @@ def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32,
         return load_adapter(local, dtype, device)
     if local.exists() and not (local / "config.json").exists():
         raise FileNotFoundError(f"{local} exists but has no config.json: not a saved model directory")
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, padding_side="left")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype).to(device)
     return model, tokenizer
 
@@ -137,8 +148,7 @@ def load_adapter(path: Path, dtype: torch.dtype, device: str | torch.device,
         json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
     base, tokenizer = load_policy(base_name, dtype, device)
     if (path / "tokenizer_config.json").exists():
-        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-        tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+        tokenizer = load_tokenizer(path)
     model = import_peft().PeftModel.from_pretrained(base, path, is_trainable=True)
     return model, tokenizer
 

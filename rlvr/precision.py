@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from rlvr.models import check_bfloat16
+
 AUTOCAST = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -22,10 +24,8 @@ class Precision:
         if self.dtype is not None and param_dtype != torch.float32:
             raise ValueError(f"mixed_precision={mixed_precision!r} computes in {self.dtype} over float32 weights; "
                              f"the model was loaded in {param_dtype} (use dtype=float32, or mixed_precision=no)")
-        if self.dtype == torch.bfloat16 and device.type == "cuda" and \
-                not torch.cuda.is_bf16_supported(including_emulation=False):
-            raise ValueError(f"mixed_precision='bf16': {torch.cuda.get_device_name(device)} has no bfloat16 "
-                             "arithmetic; use mixed_precision='fp16'")
+        if self.dtype == torch.bfloat16:
+            check_bfloat16(device, "mixed_precision='bf16'", "use mixed_precision='fp16'")
         self.device_type = device.type
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
 

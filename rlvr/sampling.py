@@ -64,15 +64,19 @@ def kept_threshold(z: Tensor, sampling: Sampling) -> Tensor | None:
     return ascending.gather(-1, dropped.sum(-1, keepdim=True)).squeeze(-1)
 
 
-def truncate(z: Tensor, sampling: Sampling, always_keep: Tensor | None = None) -> Tensor:
-    """z [..., V] with -inf outside the kept set of `sampling` (plus the token ids `always_keep` [...], if given)."""
+def truncate(z: Tensor, sampling: Sampling) -> Tensor:
+    """A copy of z [..., V] with -inf outside the kept set of `sampling` (z itself when nothing is cut)."""
     threshold = kept_threshold(z, sampling)
-    if threshold is None:
-        return z
-    keep = z >= threshold.unsqueeze(-1)
+    return z if threshold is None else drop_below(z.clone(), threshold)
+
+
+def drop_below(z: Tensor, threshold: Tensor, always_keep: Tensor | None = None) -> Tensor:
+    """z [..., V] set to -inf in place where it is below its row's `threshold` [...], except at the token ids
+    `always_keep` [...] (the learner's rule for the sampled token)."""
+    drop = z < threshold.unsqueeze(-1)
     if always_keep is not None:
-        keep.scatter_(-1, always_keep.unsqueeze(-1), True)
-    return z.masked_fill(~keep, float("-inf"))
+        drop.scatter_(-1, always_keep.unsqueeze(-1), False)
+    return z.masked_fill_(drop, float("-inf"))
 
 
 def sample(z: Tensor, sampling: Sampling) -> tuple[Tensor, Tensor]:

@@ -15,7 +15,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.batch import cache_name, prefill_once
-from rlvr.lm_head import check_output_head, final_hidden_states, next_token_logits
+from rlvr.lm_head import FloatHead, check_output_head, final_hidden_states
 from rlvr.sampling import Sampling, sample
 from rlvr.types import Completion
 
@@ -70,13 +70,14 @@ class HFEngine:
         ids, mask = ids.to(device), (torch.arange(width) >= width - lengths.unsqueeze(1)).long().to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         hidden, cache = self._prefill(ids, mask, positions)
+        head = FloatHead.of(model, torch.promote_types(model.dtype, torch.float32))
         active = torch.arange(len(prompt_ids), device=device)  # the rows still generating
         tokens: list[list[int]] = [[] for _ in prompt_ids]
         logprobs: list[list[float]] = [[] for _ in prompt_ids]
         stop = torch.tensor(sorted(self.stop_ids), device=device)
         position = positions[:, -1]
         for step in range(sampling.max_new_tokens):
-            token, logprob = sample(next_token_logits(model, hidden, sampling), sampling)
+            token, logprob = sample(head.logits(hidden, sampling), sampling)
             for row, t, lp in zip(active.tolist(), token.tolist(), logprob.tolist()):
                 tokens[row].append(t)
                 logprobs[row].append(lp)
