@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from rlvr.types import Completion, Problem
-from rlvr.verifiers.base import SerialExecutor
+from rlvr.verifiers import VerifierPool
+from rlvr.verifiers.base import SerialExecutor, cpu_count
 from rlvr.verifiers.math_verifier import MathVerifier
-from rlvr.verifiers.pool import VerifierPool, cpu_count
 
 
 def latex_answer(rng: random.Random) -> tuple[str, list[str], list[str]]:

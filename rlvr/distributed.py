@@ -1,5 +1,6 @@
-"""The learner under torch.distributed (launched by `torchrun`): gloo on CPU, NCCL on GPU, the policy wrapped in
-DDP (`strategy="ddp"`) or sharded by FSDP2 (`strategy="fsdp"`: each rank holds 1/world of the parameters,
+"""The learner under torch.distributed (launched by `torchrun`): the parallel strategies the Trainer composes (see
+`rlvr.parallel` for the hooks). gloo on CPU, NCCL on GPU, the policy wrapped in DDP (`strategy="ddp"`) or sharded
+by FSDP2 (`strategy="fsdp"`: each rank holds 1/world of the parameters,
 gradients and optimizer state; each decoder block is one all-gather unit). Rank 0 rolls out (with any engine,
 e.g. `ray-hf`), verifies, evaluates, logs and saves; every rank learns on its shard of the groups, split by prompt
 so that a group never straddles two ranks. Under FSDP rank 0 also keeps a whole copy of the policy for its rollout
@@ -15,9 +16,10 @@ import copy
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -26,10 +28,15 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_optimizer_state_dict)
 from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
+from transformers import PreTrainedTokenizerBase
 
+from rlvr.config import TrainConfig
+from rlvr.parallel import SingleProcess
 from rlvr.rollout import Engine, make_engine
-from rlvr.trainer import TrainConfig, Trainer
+from rlvr.trainer import Trainer
 from rlvr.types import Group
+
+T = TypeVar("T")
 
 
 def launched() -> bool:
@@ -76,160 +83,137 @@ def shard_groups(groups: list[Group], rank: int, world_size: int) -> list[Group]
     return mine + [filler] * (per_rank - len(mine))
 
 
-class DistributedTrainer(Trainer):
-    """A Trainer that is one rank of a torchrun job. `minibatch_size` and `micro_batch_size` count completions
-    per rank; `--resume` on several nodes reads the checkpoint on rank 0 only and broadcasts it."""
+class DataParallel(SingleProcess):
+    """One rank of a torchrun world with the policy wrapped in DDP: every rank holds the whole model, rank 0 rolls
+    out and broadcasts the groups, each rank learns on its shard, DDP averages the gradients."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
-        if cfg.strategy not in ("ddp", "fsdp"):
-            raise ValueError(f"strategy must be 'ddp' or 'fsdp', got {cfg.strategy!r}")
-        self.rank, self.world_size = init_process_group(cfg.device)
-        self.is_main = self.rank == 0
-        self.fsdp = cfg.strategy == "fsdp"
-        super().__init__(cfg)
-        self._comm_device = self.model.device if dist.get_backend() == "nccl" else torch.device("cpu")
-        if not self.fsdp:
-            on_gpu = self.model.device.type == "cuda"
-            self.learner = DistributedDataParallel(self.model, device_ids=[self.model.device.index] if on_gpu else None)
-            return
-        # pi_ref is a sharded copy too, taken now (FSDP modules cannot be deep-copied) and loaded when first used
-        self._ref_shell = None if self.algo.beta == 0 else fsdp_shard(copy.deepcopy(self.model)).requires_grad_(False)
-        fsdp_shard(self.model)
-        self.make_optimizer()  # over the sharded parameters
-        self._broadcast_parameters()
+    def __init__(self, device: str = "auto") -> None:
+        self.rank, self.world_size = init_process_group(device)
+        self.comm_device = torch.device("cpu")  # where collectives' tensors live: the GPU under NCCL
 
-    def _make_engine(self, **vllm_kwargs: Any) -> Engine:
-        if self.is_main and self.fsdp:  # the learner is about to be sharded: generation needs whole weights
-            self.rollout_model = copy.deepcopy(self.model)
-        if self.cfg.engine == "vllm":
-            # vLLM's set-up is collective over the torchrun world (its external_launcher executor; an engine in
-            # rank 0 alone would wait for the others forever): every rank builds one, rank 0's generates
-            launcher = {"distributed_executor_backend": "external_launcher", **vllm_kwargs}
+    def make_engine(self, name: str, whole: torch.nn.Module, learner: torch.nn.Module,
+                    tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> Engine:
+        """Rank 0's engine generates. vLLM's set-up is collective over the torchrun world (its external_launcher
+        executor; an engine in rank 0 alone would wait for the others forever), so every rank builds one; the
+        others' hold random weights of the policy's shape and never generate. Without vLLM the other ranks get an
+        hf engine on their own model, whose weight sync is a no-op."""
+        if name == "vllm":
+            launcher = {"distributed_executor_backend": "external_launcher"}
+            kwargs["vllm_kwargs"] = {**kwargs.get("vllm_kwargs", {}), **launcher}
             if self.is_main:
-                return super()._make_engine(**launcher)
-            # the others' never generate: random weights of the policy's shape, nothing read or synced
+                return make_engine(name, whole, tokenizer, **kwargs)
             self._idle_dir = tempfile.TemporaryDirectory(prefix="rlvr-vllm-")  # removed when the process ends
-            self._idle_vllm = make_engine("vllm", self.rollout_model, self.tokenizer, model=self.cfg.model,
-                                          save_dir=Path(self._idle_dir.name), seed=self.cfg.seed,
-                                          add_special_tokens=self.add_special_tokens,
-                                          vllm_kwargs={**self.cfg.vllm_kwargs, **launcher}, dummy_weights=True)
+            self._idle_vllm = make_engine("vllm", whole, tokenizer, model=kwargs["model"],
+                                          save_dir=Path(self._idle_dir.name), seed=kwargs.get("seed", 0),
+                                          add_special_tokens=kwargs.get("add_special_tokens", True),
+                                          vllm_kwargs=kwargs["vllm_kwargs"], dummy_weights=True)
         elif self.is_main:
-            return super()._make_engine(**vllm_kwargs)
-        # only rank 0 generates; the others need an engine only for sync_weights, a no-op on their own model
-        return make_engine("hf", self.model, self.tokenizer, model=self.cfg.model, save_dir=self.out,
-                           add_special_tokens=self.add_special_tokens)
+            return make_engine(name, whole, tokenizer, **kwargs)
+        return make_engine("hf", learner, tokenizer, model=kwargs["model"], save_dir=kwargs["save_dir"],
+                           add_special_tokens=kwargs.get("add_special_tokens", True))
+
+    def wrap(self, model: torch.nn.Module, keep_reference: bool) -> torch.nn.Module:
+        if dist.get_backend() == "nccl":
+            self.comm_device = model.device
+        on_gpu = model.device.type == "cuda"
+        return DistributedDataParallel(model, device_ids=[model.device.index] if on_gpu else None)
 
     # -- collectives ---------------------------------------------------------------------------------------
     def _all_reduce(self, values: list[float], op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM) -> list[float]:
-        t = torch.tensor(values, dtype=torch.float64, device=self._comm_device)
+        t = torch.tensor(values, dtype=torch.float64, device=self.comm_device)
         dist.all_reduce(t, op=op)
         return t.tolist()
 
-    def _broadcast_object(self, obj: object) -> object:
-        box = [obj if self.is_main else None]
-        dist.broadcast_object_list(box, src=0, device=self._comm_device)
-        return box[0]
+    def from_main(self, fn: Callable[[], T]) -> T:
+        box = [fn() if self.is_main else None]
+        dist.broadcast_object_list(box, src=0, device=self.comm_device)
+        return box[0]  # type: ignore[return-value]
 
-    def _broadcast_parameters(self) -> None:
-        """Rank 0's whole policy to every rank's learner (as DDP parameters or as FSDP shards)."""
-        if self.fsdp:
-            self.load_whole_state(self.model, self.rollout_model.state_dict() if self.is_main else {})
-            return
-        for t in [*self.model.parameters(), *self.model.buffers()]:
+    def shard(self, groups: list[Group]) -> list[Group]:
+        return shard_groups(groups, self.rank, self.world_size)
+
+    def mean(self, values: list[float]) -> list[float]:
+        """The mean over ranks. Of the loss divisors (global token and sequence counts over the world size), it
+        makes DDP's gradient average the global loss's gradient; of metrics, the loss terms equal the global ones."""
+        return [v / self.world_size for v in self._all_reduce(values)]
+
+    def should_stop(self, requested: bool) -> bool:
+        """An all-reduce: every rank must call it at the same point (the loop does, once per step)."""
+        return self._all_reduce([float(requested)], dist.ReduceOp.MAX)[0] > 0
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+    def broadcast_parameters(self, model: torch.nn.Module, whole: torch.nn.Module) -> None:
+        for t in [*model.parameters(), *model.buffers()]:
             dist.broadcast(t.data, src=0)
 
-    # -- whole states from shards (FSDP); every rank calls these together -----------------------------------
+    def close(self) -> None:
+        """Destroy the process group (the Trainer lets go of its DDP wrapper first: its reducer holds the group)."""
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class FullyShardedDataParallel(DataParallel):
+    """One rank of a torchrun world with the policy sharded by FSDP2: each rank holds 1/world of the parameters,
+    gradients and optimizer state; rank 0 also keeps a whole copy for its rollout engine, refreshed from the
+    shards after every update, and pi_ref is a sharded copy too."""
+
+    def whole_copy(self, model: torch.nn.Module) -> torch.nn.Module:
+        return copy.deepcopy(model) if self.is_main else model  # taken before the learner is sharded
+
+    def wrap(self, model: torch.nn.Module, keep_reference: bool) -> torch.nn.Module:
+        if dist.get_backend() == "nccl":
+            self.comm_device = model.device
+        # FSDP modules cannot be deep-copied: the reference's shell is sharded now and loaded when first used
+        self._ref_shell = fsdp_shard(copy.deepcopy(model)).requires_grad_(False) if keep_reference else None
+        return fsdp_shard(model)
+
+    def frozen_copy(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Shard for shard, the policy as it is now."""
+        if self._ref_shell is None:
+            raise RuntimeError("this run keeps no reference model (beta = 0)")
+        with torch.no_grad():
+            for ref, param in zip(self._ref_shell.parameters(), model.parameters()):
+                ref.copy_(param)
+        return self._ref_shell.eval()
+
+    def broadcast_parameters(self, model: torch.nn.Module, whole: torch.nn.Module) -> None:
+        self.load_whole_state(model, whole.state_dict() if self.is_main else {})
+
+    def refresh_whole_copy(self, model: torch.nn.Module, whole: torch.nn.Module) -> None:
+        state = self.whole_state(model)
+        if self.is_main:
+            whole.load_state_dict(state)
+
     def whole_state(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
-        return get_model_state_dict(module, options=WHOLE) if self.fsdp else super().whole_state(module)
+        return get_model_state_dict(module, options=WHOLE)
 
     def load_whole_state(self, module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-        """Under FSDP, rank 0's `state` is scattered to every rank's shards (the other ranks pass {})."""
-        if not self.fsdp:
-            return super().load_whole_state(module, state)
+        """Rank 0's `state` is scattered to every rank's shards (the other ranks pass {})."""
         set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
 
-    def optimizer_state(self) -> dict:
-        if not self.fsdp:
-            return super().optimizer_state()
-        return get_optimizer_state_dict(self.model, self.optimizer, options=WHOLE)
+    def optimizer_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        return get_optimizer_state_dict(model, optimizer, options=WHOLE)
 
-    def load_optimizer_state(self, state: dict) -> None:
-        if not self.fsdp:
-            return super().load_optimizer_state(state)
-        set_optimizer_state_dict(self.model, self.optimizer, state,
+    def load_optimizer_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                             state: dict[str, Any]) -> None:
+        set_optimizer_state_dict(model, optimizer, state,
                                  options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
 
-    def sync_engine(self) -> None:
-        if self.fsdp:  # gather the shards into rank 0's whole copy
-            state = self.whole_state(self.model)
-            if self.is_main:
-                self.rollout_model.load_state_dict(state)
-        super().sync_engine()
 
-    def reference(self) -> torch.nn.Module:
-        if not self.fsdp:
-            return super().reference()
-        if self.ref_model is None:  # shard for shard, the policy as it is now
-            with torch.no_grad():
-                for ref, param in zip(self._ref_shell.parameters(), self.model.parameters()):
-                    ref.copy_(param)
-            self.ref_model = self._ref_shell.eval()
-        return self.ref_model
+STRATEGIES = {"ddp": DataParallel, "fsdp": FullyShardedDataParallel}
 
-    @property
-    def _stop(self) -> bool:
-        """A stop request on any rank stops every rank at the same step (the loop reads this once per step)."""
-        return self._all_reduce([float(self._stop_requested)], dist.ReduceOp.MAX)[0] > 0
 
-    @_stop.setter
-    def _stop(self, value: bool) -> None:
-        self._stop_requested = value
+class DistributedTrainer(Trainer):
+    """A Trainer that is one rank of a torchrun job, with the strategy `cfg.strategy` ("ddp" or "fsdp").
+    `minibatch_size` and `micro_batch_size` count completions per rank; `--resume` on several nodes reads the
+    checkpoint on rank 0 only and broadcasts it."""
 
-    # -- the hooks of the training loop --------------------------------------------------------------------
-    def collect(self) -> tuple[list[Group], dict[str, float]]:
-        return self._broadcast_object(super().collect() if self.is_main else None)  # type: ignore[return-value]
-
-    def update(self, groups: list[Group]) -> dict[str, float]:
-        """Learn on this rank's shard; metrics are averaged over ranks (loss terms then equal the global loss)."""
-        metrics = super().update(shard_groups(groups, self.rank, self.world_size))
-        keys = sorted(metrics)
-        means = self._all_reduce([metrics[k] for k in keys])
-        return {k: v / self.world_size for k, v in zip(keys, means)}
-
-    def loss_divisors(self, mask: torch.Tensor) -> tuple[float, float]:
-        """Global token and sequence counts over the world size: DDP's average then yields the global loss."""
-        tokens, seqs = self._all_reduce(list(super().loss_divisors(mask)))
-        return tokens / self.world_size, seqs / self.world_size
-
-    def evaluate(self) -> dict[str, float]:
-        return super().evaluate() if self.is_main else {}
-
-    def log(self, record: dict) -> None:
-        if self.is_main:
-            super().log(record)
-
-    def _warmstart(self) -> None:
-        dist.barrier()  # every rank has reset the run directory before rank 0 writes to it
-        if self.is_main:
-            super()._warmstart()
-        self._broadcast_parameters()
-
-    def load(self) -> None:
-        """Rank 0 reads the checkpoint and broadcasts it; every rank restores its learner from it."""
-        dist.barrier()
-        state = self._broadcast_object(self.read_checkpoint() if self.is_main else None)
-        self.restore(state)
-        if self.is_main:
-            self.restore_sampling(state)
-
-    def train(self, resume: bool = False) -> list[dict]:
-        try:
-            records = super().train(resume=resume)
-            dist.barrier()  # every rank's collectives finished (their gloo workers idle) before the teardown
-            return records
-        finally:
-            self.learner = self.model  # DDP's reducer holds the process group: release it before destroying it
-            dist.destroy_process_group()
+    def __init__(self, cfg: TrainConfig) -> None:
+        if cfg.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be 'ddp' or 'fsdp', got {cfg.strategy!r}")
+        super().__init__(cfg, parallel=STRATEGIES[cfg.strategy](cfg.device))
 
 
 def make_trainer(cfg: TrainConfig) -> Trainer:

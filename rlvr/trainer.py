@@ -8,7 +8,6 @@ with held-out evaluation, JSONL metrics, checkpoints that resume exactly, and a 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import random
 import signal
@@ -27,25 +26,28 @@ from rlvr import algorithms, checkpoint
 from rlvr.batch import PolicyBatch, build_batch, micro_batches, token_logprobs
 from rlvr.config import TrainConfig
 from rlvr.envs.prompt_env import PromptEnv
+from rlvr.envs.vector import GroupVectorEnv
 from rlvr.lm_head import check_output_head
 from rlvr.lora import apply_lora, base_model_trainable, is_peft_model
 from rlvr.metrics import MetricsSink
 from rlvr.models import disable_dropout, enable_activation_checkpointing, load_policy, resolve_dtype
+from rlvr.parallel import SingleProcess
 from rlvr.precision import Precision
-from rlvr.rollout import Engine, make_engine
+from rlvr.rollout import Engine
 from rlvr.sampling import Sampling
-from rlvr.types import Group, Problem
-from rlvr.verifiers.pool import make_executor
+from rlvr.types import Group, Message, Problem
+from rlvr.verifiers import make_executor
 from rlvr.warmstart import supervised_warmstart
 
 
 class Trainer:
-    """Owns the policy, engine, optimizer and data stream of one run."""
+    """Owns the policy, engine, optimizer and data stream of one run. `parallel` is what differs under torchrun
+    (`rlvr.parallel`: one process by default; `rlvr.distributed` for DDP and FSDP)."""
 
-    is_main = True  # the process that rolls out, evaluates, logs and saves (rank 0 under torchrun)
-
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: TrainConfig, parallel: SingleProcess | None = None) -> None:
         self.cfg = cfg
+        self.parallel = parallel or SingleProcess()
+        self.is_main = self.parallel.is_main  # the process that rolls out, evaluates, logs and saves
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         random.seed(cfg.seed)
@@ -69,20 +71,25 @@ class Trainer:
         self.lora = is_peft_model(self.model)
         check_output_head(self.model)
         self.precision = Precision(cfg.mixed_precision, torch.device(device), self.dtype)
-        self.learner: torch.nn.Module = self.model  # what the loss's forward runs through (DDP under torchrun)
         # the whole policy, which the engine generates with, the warm-start trains and checkpoints store: the
         # same module as self.model, except under FSDP, where self.model is sharded and rank 0 keeps this copy
-        self.rollout_model: torch.nn.Module = self.model
+        self.rollout_model: torch.nn.Module = self.parallel.whole_copy(self.model)
         self.use_chat = cfg.chat_template and getattr(self.tokenizer, "chat_template", None) is not None
         self.add_special_tokens = not self.use_chat  # a chat template writes the special tokens itself
         self.engine = self._make_engine()
         self.sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k)
-        self.data_rng = np.random.default_rng(cfg.seed)
+        # the training episodes: B problems x G completions of the same vector env a user would step, drawing its
+        # problems from the run's seeded data stream (which checkpoints save)
+        self.venv = GroupVectorEnv(self.env, cfg.num_prompts, cfg.group_size, self.executor)
+        self.data_rng = self.venv.np_random = np.random.default_rng(cfg.seed)
         self.step = 0
         self.ref_model: torch.nn.Module | None = None
+        # what the loss's forward runs through: the policy, DDP's wrapper of it, or (in place) FSDP's shards of it
+        self.learner: torch.nn.Module = self.parallel.wrap(self.model, keep_reference=self.algo.beta > 0)
         self.make_optimizer()
+        self.parallel.broadcast_parameters(self.model, self.rollout_model)
         self.eval_set = self.eval_env.source.distinct(cfg.eval_problems)
-        self._stop = False
+        self._stop_requested = False
         self.metrics = MetricsSink(self.out, tensorboard=cfg.tensorboard)
 
     def close(self) -> None:
@@ -108,36 +115,48 @@ class Trainer:
         warmup = max(1, cfg.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
 
-    def _make_engine(self, **vllm_kwargs: Any) -> Engine:
-        """The run's engine (`rlvr.rollout.make_engine`) over the rollout policy; `vllm_kwargs` add to the config's."""
+    def _make_engine(self) -> Engine:
+        """The run's engine (`rlvr.rollout.make_engine`) over the rollout policy."""
         cfg = self.cfg
-        return make_engine(cfg.engine, self.rollout_model, self.tokenizer, model=cfg.model,
-                           save_dir=self.out / "initial_model", add_special_tokens=self.add_special_tokens,
-                           seed=cfg.seed, batch_tokens=cfg.engine_batch_tokens, autocast=self.precision.autocast,
-                           workers=cfg.engine_workers, gpus=cfg.engine_gpus,
-                           vllm_kwargs={**cfg.vllm_kwargs, **vllm_kwargs})
+        return self.parallel.make_engine(cfg.engine, self.rollout_model, self.model, self.tokenizer,
+                                         model=cfg.model, save_dir=self.out / "initial_model",
+                                         add_special_tokens=self.add_special_tokens, seed=cfg.seed,
+                                         batch_tokens=cfg.engine_batch_tokens, autocast=self.precision.autocast,
+                                         workers=cfg.engine_workers, gpus=cfg.engine_gpus,
+                                         vllm_kwargs=dict(cfg.vllm_kwargs))
 
     # -- prompts and rollouts ------------------------------------------------------------------------------
-    def prompt_text(self, problem: Problem, env: PromptEnv) -> str:
+    def render_prompt(self, observation: str, messages: list[Message]) -> str:
+        """The engine's prompt for an episode's first observation: the chat template over its messages when the
+        run uses one, else the observation text itself."""
         if self.use_chat:
-            return self.tokenizer.apply_chat_template(env.messages(problem), tokenize=False,
-                                                      add_generation_prompt=True)
-        return env.format_prompt(problem)
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return observation
+
+    def prompt_text(self, problem: Problem, env: PromptEnv) -> str:
+        """The prompt an episode of `problem` in `env` starts from (what `render_prompt` made of its reset)."""
+        return self.render_prompt(env.format_prompt(problem), env.messages(problem))
+
+    def episodes(self, venv: GroupVectorEnv, sampling: Sampling, options: dict[str, Any] | None = None) -> list[Group]:
+        """One batch of grouped episodes, stepped as a user would: reset the vector env (B problems, `options` as
+        its reset's), generate G completions per prompt with the engine, step with them, and group the result."""
+        observations, info = venv.reset(options=options)
+        slots = range(0, venv.num_envs, venv.group_size)  # the first slot of each problem's G
+        prompts = [self.render_prompt(observations[i], info["messages"][i]) for i in slots]
+        actions = [c for group in self.engine.generate(prompts, venv.group_size, sampling) for c in group]
+        *_, infos = venv.step(actions)
+        return venv.groups(actions, infos)
 
     def rollout(self, problems: list[Problem], n: int, sampling: Sampling, env: PromptEnv) -> list[Group]:
-        prompts = [self.prompt_text(p, env) for p in problems]
-        completions = self.engine.generate(prompts, n, sampling)
-        items = [(p, c) for p, cs in zip(problems, completions) for c in cs]
-        verdicts = self.executor.map(env.verifier, items)
-        return [Group(p, cs, verdicts[i * n:(i + 1) * n]) for i, (p, cs) in enumerate(zip(problems, completions))]
+        """`n` episodes of each of `problems` (a held-out set, say) in `env`."""
+        return self.episodes(GroupVectorEnv(env, len(problems), n, self.executor), sampling, {"problems": problems})
 
     def collect(self) -> tuple[list[Group], dict[str, float]]:
         """B groups to learn from; with dynamic sampling, draw more prompts until B are kept or rounds run out."""
         cfg, kept, drawn, rounds = self.cfg, [], 0, 0
         limit = self.algo.max_gen_rounds if self.algo.dynamic_sampling else 1
         while len(kept) < cfg.num_prompts and rounds < limit:
-            problems = [self.env.source.sample(self.data_rng) for _ in range(cfg.num_prompts)]
-            groups = self.rollout(problems, cfg.group_size, self.sampling, self.env)
+            groups = self.episodes(self.venv, self.sampling)
             drawn, rounds = drawn + len(groups), rounds + 1
             kept.extend(self.algo.select(groups))
             if rounds == 1:
@@ -156,7 +175,9 @@ class Trainer:
 
     # -- the update ----------------------------------------------------------------------------------------
     def update(self, groups: list[Group]) -> dict[str, float]:
+        """Learn on `groups` (this rank's shard of them); the metrics are means over ranks."""
         cfg, algo = self.cfg, self.algo
+        groups = self.parallel.shard(groups)
         completions = [c for g in groups for c in g.completions]
         prompts = [self.prompt_text(g.problem, self.env) for g in groups for _ in g.completions]
         batch = build_batch(self.tokenizer, prompts, completions, add_special_tokens=self.add_special_tokens)
@@ -214,7 +235,9 @@ class Trainer:
                    **algorithms.group_metrics(rewards)}
         metrics.update({k: float(np.mean(v)) for k, v in collected.items()})
         metrics["lr"] = self.scheduler.get_last_lr()[0]
-        return metrics
+        keys = sorted(metrics)
+        means = dict(zip(keys, self.parallel.mean([metrics[k] for k in keys])))
+        return {k: means[k] for k in metrics}
 
     def logprobs(self, model: torch.nn.Module, batch: PolicyBatch,
                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -247,19 +270,23 @@ class Trainer:
             return self.batch_logprobs(self.model, batch)[0]
 
     def loss_divisors(self, mask: torch.Tensor) -> tuple[float, float]:
-        """The minibatch's token and sequence counts, the divisors of the loss (rows with no token don't count)."""
-        return float(mask.sum()), float((mask.sum(-1) > 0).sum())
+        """The minibatch's token and sequence counts, the divisors of the loss (rows with no token don't count);
+        under torchrun the global counts over the world size, so that DDP's average is the global loss's gradient."""
+        tokens, seqs = self.parallel.mean([float(mask.sum()), float((mask.sum(-1) > 0).sum())])
+        return tokens, seqs
 
     def reference(self) -> torch.nn.Module:
         """pi_ref of full fine-tuning: a frozen copy of the policy as it was at the first update (after any
         warm-start)."""
         if self.ref_model is None:
-            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+            self.ref_model = self.parallel.frozen_copy(self.model)
         return self.ref_model
 
     # -- evaluation ----------------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
-        """Greedy pass@1 and sampled pass@k on the held-out problems."""
+        """Greedy pass@1 and sampled pass@k on the held-out problems (on the main process; {} on the others)."""
+        if not self.is_main:
+            return {}
         greedy = self.rollout(self.eval_set, 1, Sampling(self.cfg.max_new_tokens, temperature=0.0), self.eval_env)
         out = {"eval/pass@1": float(np.mean([g.verdicts[0].correct for g in greedy]))}
         if self.cfg.eval_k > 1:
@@ -273,26 +300,17 @@ class Trainer:
         return self.out / "checkpoint"
 
     def sync_engine(self) -> None:
-        """Hand the learner's current weights to the rollout engine."""
+        """Hand the learner's current weights to the rollout engine (under FSDP, gathered into its whole copy)."""
+        self.parallel.refresh_whole_copy(self.model, self.rollout_model)
         self.engine.sync_weights(self.rollout_model)
 
     def whole_state(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
         """A module's whole state dict (a sharded learner gathers it: every rank must call this)."""
-        return module.state_dict()
-
-    def load_whole_state(self, module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-        module.load_state_dict(state)
-
-    def optimizer_state(self) -> dict[str, Any]:
-        """The optimizer's whole state dict (gathered from every rank under FSDP)."""
-        return self.optimizer.state_dict()
-
-    def load_optimizer_state(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state)
+        return self.parallel.whole_state(module)
 
     def save(self) -> None:
         """Write the checkpoint (`rlvr.checkpoint`): every rank gathers, the main process writes."""
-        optimizer = self.optimizer_state()
+        optimizer = self.parallel.optimizer_state(self.model, self.optimizer)
         ref = None if self.ref_model is None else self.whole_state(self.ref_model)
         if not self.is_main:
             return
@@ -310,11 +328,11 @@ class Trainer:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Load a checkpoint's weights, reference, optimizer, scheduler and step (on every rank)."""
-        self.load_whole_state(self.model, state["model"])
+        self.parallel.load_whole_state(self.model, state["model"])
         if state["ref"] is not None:
             self.ref_model = None  # a fresh copy of the restored policy, then the reference's own weights
-            self.load_whole_state(self.reference(), state["ref"])
-        self.load_optimizer_state(state["optimizer"])
+            self.parallel.load_whole_state(self.reference(), state["ref"])
+        self.parallel.load_optimizer_state(self.model, self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.precision.load_state_dict(state.get("grad_scaler", {}))
         self.step = state["step"]
@@ -326,19 +344,32 @@ class Trainer:
         self.metrics.truncate(self.step)
 
     def load(self) -> None:
-        state = self.read_checkpoint()
+        """Resume: the main process reads the checkpoint, every rank restores its learner from it."""
+        self.parallel.barrier()
+        state = self.parallel.from_main(self.read_checkpoint)
         self.restore(state)
-        self.restore_sampling(state)
+        if self.is_main:
+            self.restore_sampling(state)
 
     # -- the loop ------------------------------------------------------------------------------------------
     def _request_stop(self, signum: int, _frame: Any) -> None:
-        self._stop = True
+        self._stop_requested = True
 
     def log(self, record: dict[str, Any]) -> None:
-        self.metrics.write(record)
+        if self.is_main:
+            self.metrics.write(record)
 
     def train(self, resume: bool = False) -> list[dict[str, Any]]:
         """Run to `cfg.steps`; returns the per-step metric records (also in `out_dir/metrics.jsonl`)."""
+        try:
+            records = self._run(resume)
+            self.parallel.barrier()  # every rank's collectives are finished before the teardown
+            return records
+        finally:
+            self.learner = self.model  # a DDP wrapper's reducer holds the process group: let it go first
+            self.parallel.close()
+
+    def _run(self, resume: bool) -> list[dict[str, Any]]:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -353,7 +384,7 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and self.is_main),
                    desc="rlvr train")
         try:
-            while self.step < cfg.steps and not self._stop:
+            while self.step < cfg.steps and not self.parallel.should_stop(self._stop_requested):
                 record = self.train_step()
                 if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
                     record.update(self.evaluate())
@@ -376,7 +407,7 @@ class Trainer:
         """One RL step: collect B groups, update on them, advance the step counter; returns the step's record."""
         cfg = self.cfg
         t0 = time.perf_counter()
-        groups, stats = self.collect()
+        groups, stats = self.parallel.from_main(self.collect)
         t_gen = time.perf_counter() - t0
         record: dict[str, Any] = {"step": self.step + 1, **stats}
         if groups:
@@ -388,10 +419,12 @@ class Trainer:
         return record
 
     def _warmstart(self) -> None:
+        """The supervised warm-start, on the main process; then every rank's learner starts from its result."""
+        self.parallel.barrier()  # every rank has reset the run directory before the main process writes to it
         steps = self.cfg.warmstart_steps
         if steps is None:
             steps = 1500 if self.cfg.model == "tiny" else 0
-        if steps:
+        if steps and self.is_main:
             # a LoRA policy's warm-start trains its base model (from scratch, for "tiny"); RL then the adapters
             with base_model_trainable(self.rollout_model) if self.lora else contextlib.nullcontext():
                 losses = supervised_warmstart(self.rollout_model, self.tokenizer, self.env, steps,
@@ -400,6 +433,7 @@ class Trainer:
                                               progress=self.cfg.progress and self.is_main)
             self.log({"step": 0, "warmstart/steps": steps, "warmstart/final_loss": losses[-1]})
             self.engine.sync_weights(self.rollout_model)  # not sync_engine(): only rank 0 warm-starts, no gather
+        self.parallel.broadcast_parameters(self.model, self.rollout_model)
 
 
 def _padded(rows: list[list[float]], shape: torch.Size) -> torch.Tensor:

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from conftest import free_port, torchrun_train
 
 from rlvr.types import Completion, Group, Problem, Verdict
+from rlvr.verifiers import VerifierPool, make_executor
 from rlvr.verifiers.base import SerialExecutor
-from rlvr.verifiers.pool import VerifierPool, make_executor
-
-from conftest import free_port, torchrun_train
 
 if TYPE_CHECKING:
     import torch

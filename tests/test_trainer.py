@@ -35,9 +35,10 @@ class DigitFirst:
         return Verdict(float(ok), ok)
 
 
-def digit_first_env(**kwargs):
-    """Arithmetic prompts rewarded for starting the answer with a digit (a test task)."""
-    return rlvr.PromptEnv(Arithmetic(1, **kwargs), verifier=DigitFirst())
+def digit_first_env(render_mode: str | None = None, **kwargs):
+    """Arithmetic prompts rewarded for starting the answer with a digit (a test task; check_env-clean, since
+    test_envs checks every registered env)."""
+    return rlvr.PromptEnv(Arithmetic(1, **kwargs), verifier=DigitFirst(), render_mode=render_mode)
 
 
 rlvr.register("rlvrtest/DigitFirst-v0", digit_first_env)

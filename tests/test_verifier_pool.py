@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import pytest
 
 from rlvr.types import Completion, Problem, Verdict
+from rlvr.verifiers import VerifierPool, in_worker, make_executor
 from rlvr.verifiers.base import Compose, SerialExecutor
 from rlvr.verifiers.math_verifier import MathVerifier
 from rlvr.verifiers.overlong import OverlongPenalty
-from rlvr.verifiers.pool import VerifierPool, in_worker, make_executor
 
 
 @dataclass

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from rlvr.types import Completion, Problem
+from rlvr.verifiers import VerifierPool, call_with_deadline
 from rlvr.verifiers.extract import answer_is, clean, extract_answer, gsm8k, last_boxed, last_number
 from rlvr.verifiers.math_verifier import MathVerifier, numbers_equal, quick_verdict, squeeze
-from rlvr.verifiers.pool import VerifierPool, call_with_deadline
 
 
 def boxed(x: str) -> str:

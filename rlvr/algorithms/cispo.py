@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlvr.algorithms import register
 from rlvr.algorithms.core import Aggregation, Objective
 from rlvr.algorithms.grpo import GRPO
+from rlvr.algorithms.registry import register
 
 
 @register("cispo")

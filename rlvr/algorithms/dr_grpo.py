@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from rlvr.algorithms import register
 from rlvr.algorithms.advantages import mean_baseline
 from rlvr.algorithms.base import Algorithm
 from rlvr.algorithms.core import Aggregation
+from rlvr.algorithms.registry import register
 
 
 @register("dr_grpo")

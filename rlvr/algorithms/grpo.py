@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from rlvr.algorithms import register
 from rlvr.algorithms.advantages import group_normalised
 from rlvr.algorithms.base import Algorithm
 from rlvr.algorithms.core import KL, Aggregation
+from rlvr.algorithms.registry import register
 
 
 @register("grpo")

@@ -60,7 +60,7 @@ def make_vec(id: str, num_prompts: int, group_size: int, executor: str | Executo
              num_workers: int | None = None, **kwargs: Any) -> GroupVectorEnv:
     """A GroupVectorEnv of `num_prompts * group_size` slots over env `id`; `executor` is "process" (a verifier
     pool, the default), "serial", or any object with `map(verifier, items)` and `close()`."""
-    from rlvr.verifiers.pool import make_executor
+    from rlvr.verifiers import make_executor
 
     env = make(id, **kwargs).unwrapped
     if not isinstance(env, PromptEnv):

@@ -7,10 +7,10 @@ from typing import Any
 
 import gymnasium as gym
 
-from rlvr import verifiers
 from rlvr.envs.spaces import UnicodeText
 from rlvr.envs.tasks.base import TaskSource
 from rlvr.types import Completion, Message, Problem, Verdict
+from rlvr.verifiers import make as make_verifier
 from rlvr.verifiers.base import Verifier
 
 
@@ -31,7 +31,7 @@ class PromptEnv(gym.Env[str, str]):
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.source = source
-        self.verifier = verifiers.make(verifier or source.default_verifier)
+        self.verifier = make_verifier(verifier or source.default_verifier)
         self.template, self.system_prompt = template, system_prompt
         self.observation_space = UnicodeText(max_prompt_chars)
         self.action_space = UnicodeText(max_completion_chars)

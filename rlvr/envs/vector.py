@@ -37,14 +37,21 @@ class GroupVectorEnv(VectorEnv):
         self._stepped = True
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[tuple, dict]:
-        """Draw B problems (or take `options["problem_ids"]`), each repeated G times."""
+        """Draw B problems from `np_random` (or pose `options["problem_ids"]`, or the Problems in
+        `options["problems"]`, e.g. a held-out set), each repeated G times."""
         super().reset(seed=seed)
-        ids = (options or {}).get("problem_ids")
-        if ids is not None and len(ids) != self.num_prompts:
-            raise ValueError(f"options['problem_ids'] has {len(ids)} ids, expected num_prompts={self.num_prompts}")
+        options = options or {}
+        given = options.get("problems", options.get("problem_ids"))
+        if given is not None and len(given) != self.num_prompts:
+            key = "problems" if "problems" in options else "problem_ids"
+            raise ValueError(f"options[{key!r}] has {len(given)} entries, expected num_prompts={self.num_prompts}")
         source = self.env.source
-        self.problems = ([source.get(i) for i in ids] if ids is not None
-                         else [source.sample(self.np_random) for _ in range(self.num_prompts)])
+        if "problems" in options:
+            self.problems = list(given)
+        elif given is not None:
+            self.problems = [source.get(i) for i in given]
+        else:
+            self.problems = [source.sample(self.np_random) for _ in range(self.num_prompts)]
         self._stepped = False
         prompts = [self.env.format_prompt(p) for p in self.problems]
         obs = tuple(prompt for prompt in prompts for _ in range(self.group_size))

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlvr.cluster import connect
 from rlvr.models import policy_state_dict
 from rlvr.rollout.base import Engine, Sampling
 from rlvr.types import Completion
-from rlvr.verifiers.ray_executor import connect
 
 
 class _EngineActor:
@@ -53,16 +53,20 @@ def vllm_engine(model: str, add_special_tokens: bool = True, **llm_kwargs: Any) 
 
 class RayEngine:
     """`num_workers` Ray actors, each running the engine `make_engine()` builds in it (with `num_cpus` CPUs and
-    `num_gpus` GPUs). Actor i seeds torch with `seed + i`, so a run's sampling is reproducible."""
+    `num_gpus` GPUs), then holding `policy`'s weights when it is given. Actor i seeds torch with `seed + i`, so a
+    run's sampling is reproducible."""
 
     def __init__(self, make_engine: Callable[[], Engine], num_workers: int = 2, num_cpus: float = 1,
-                 num_gpus: float = 0, seed: int = 0, address: str | None = None) -> None:
+                 num_gpus: float = 0, seed: int = 0, address: str | None = None,
+                 policy: torch.nn.Module | None = None) -> None:
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         self._ray = connect(address)
         actor = self._ray.remote(_EngineActor).options(num_cpus=num_cpus, num_gpus=num_gpus)
         threads = max(1, int(num_cpus))
         self.actors = [actor.remote(make_engine, seed + i, threads) for i in range(num_workers)]
+        if policy is not None:
+            self.sync_weights(policy)
 
     @classmethod
     def hf(cls, model: str, policy: torch.nn.Module | None = None, num_workers: int = 2, num_gpus: float = 0,
@@ -70,20 +74,14 @@ class RayEngine:
         """HF engines loading `model` in every actor, then holding `policy`'s weights when it is given."""
         device = "cuda" if num_gpus > 0 else "cpu"
         make = functools.partial(hf_engine, model, device, add_special_tokens)
-        engine = cls(make, num_workers=num_workers, num_gpus=num_gpus, **kwargs)
-        if policy is not None:
-            engine.sync_weights(policy)
-        return engine
+        return cls(make, num_workers=num_workers, num_gpus=num_gpus, policy=policy, **kwargs)
 
     @classmethod
     def vllm(cls, model: str, policy: torch.nn.Module | None = None, num_workers: int = 2, num_gpus: float = 0,
              add_special_tokens: bool = True, vllm_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> RayEngine:
         """vLLM engines loading `model` in every actor, then holding `policy`'s weights when it is given."""
         make = functools.partial(vllm_engine, model, add_special_tokens, **(vllm_kwargs or {}))
-        engine = cls(make, num_workers=num_workers, num_gpus=num_gpus, **kwargs)
-        if policy is not None:
-            engine.sync_weights(policy)
-        return engine
+        return cls(make, num_workers=num_workers, num_gpus=num_gpus, policy=policy, **kwargs)
 
     def generate(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[Completion]]:
         shards = [s for s in np.array_split(np.arange(len(prompts)), len(self.actors)) if len(s)]

@@ -3,6 +3,7 @@ one reward, and the executor interface that scores a batch of (problem, completi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -53,6 +54,25 @@ class Compose:
 def verifier_name(verifier: object) -> str:
     """A short name for a verifier: its `name` attribute, else its class name in lower case."""
     return getattr(verifier, "name", None) or type(verifier).__name__.lower()
+
+
+def error_verdict(error: str) -> Verdict:
+    """Reward 0, not correct, with the reason."""
+    return Verdict(reward=0.0, correct=False, error=error)
+
+
+def cpu_count() -> int:
+    """CPU cores this process may run on: the default parallelism of the executors."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_executor_options(timeout: float, **counts: int | None) -> None:
+    """A ValueError naming the option for a deadline that is not positive or a count (None: default) below 1."""
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if timeout <= 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
 
 
 class Executor(Protocol):

@@ -8,7 +8,6 @@ the problem's tests, given in `Problem.tests` in one of three forms (see docs/sa
 
 from __future__ import annotations
 
-import os
 import re
 import textwrap
 from collections.abc import Sequence
@@ -17,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from rlvr.types import Completion, Problem, Verdict
-from rlvr.verifiers import register
+from rlvr.verifiers.base import cpu_count
+from rlvr.verifiers.registry import register
 from rlvr.verifiers.sandbox import DEFAULT_LIMITS, resolve_isolation, run
 
 FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -141,7 +141,7 @@ class CodeVerifier:
     def batch(self, items: Sequence[tuple[Problem, Completion | str]], workers: int | None = None) -> list[CodeVerdict]:
         """Verdicts for many (problem, completion) pairs in input order, `workers` at a time (default: one per
         core). Threads suffice: each one's job runs in a persistent sandbox of its own, outside this process."""
-        workers = workers or len(os.sched_getaffinity(0))
+        workers = workers or cpu_count()
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         with ThreadPoolExecutor(workers) as pool:

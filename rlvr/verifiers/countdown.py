@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from rlvr.safe_eval import evaluate, literals
 from rlvr.types import Completion, Problem, Verdict
-from rlvr.verifiers import register
+from rlvr.verifiers.registry import register
 
 ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 

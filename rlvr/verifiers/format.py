@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rlvr.types import Completion, Problem, Verdict
-from rlvr.verifiers import register
+from rlvr.verifiers.registry import register
 
 
 def think_answer_checks(text: str, think: str = "think", answer: str | None = "answer") -> dict[str, bool]:

@@ -20,9 +20,9 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 from rlvr.types import Completion, Problem, Verdict
-from rlvr.verifiers import register
 from rlvr.verifiers.extract import EXTRACTORS, clean, extract_answer, last_boxed
-from rlvr.verifiers.pool import call_with_deadline, in_worker
+from rlvr.verifiers.registry import register
+from rlvr.verifiers.worker import call_with_deadline, in_worker
 
 KILL_GRACE = 1.0  # seconds past the soft deadline before the worker is killed outright
 DECIMAL = re.compile(r"[+-]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)")

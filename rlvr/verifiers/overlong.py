@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 from rlvr.types import Completion, Problem, Verdict
-from rlvr.verifiers import register
+from rlvr.verifiers.registry import register
 
 
 def overlong_penalty(length: int, max_length: int, cache_length: int) -> float:

@@ -10,27 +10,11 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from rlvr.cluster import connect, require_ray
 from rlvr.types import Verdict
-from rlvr.verifiers.base import Item, ProgressFn, Verifier
-from rlvr.verifiers.pool import DEFAULT_PRELOAD, MAX_BARREN_DEATHS, VerifierPool, error_verdict
-
-
-def require_ray() -> Any:
-    """The `ray` module, or an ImportError that names the extra to install."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise ImportError("Ray scale-out needs Ray: pip install 'rlvr[ray]'") from exc
-    return ray
-
-
-def connect(address: str | None = None, **init_kwargs: Any) -> Any:
-    """Join the Ray cluster at `address` (None: $RAY_ADDRESS if set, else a fresh local cluster) unless this
-    process already has; returns the `ray` module."""
-    ray = require_ray()
-    if not ray.is_initialized():
-        ray.init(address=address, **init_kwargs)
-    return ray
+from rlvr.verifiers.base import Item, ProgressFn, Verifier, check_executor_options, error_verdict
+from rlvr.verifiers.pool import VerifierPool
+from rlvr.verifiers.worker import DEFAULT_PRELOAD, MAX_BARREN_DEATHS
 
 
 class _PoolActor:
@@ -56,12 +40,8 @@ class RayExecutor:
     def __init__(self, address: str | None = None, num_workers: int | None = None, workers_per_actor: int = 1,
                  timeout: float = 30.0, chunk_size: int | None = None,
                  preload: Sequence[str] = DEFAULT_PRELOAD) -> None:
-        for name, value in (("num_workers", num_workers), ("workers_per_actor", workers_per_actor),
-                            ("chunk_size", chunk_size)):
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        check_executor_options(timeout, num_workers=num_workers, workers_per_actor=workers_per_actor,
+                               chunk_size=chunk_size)
         require_ray()
         self.address, self.num_workers, self.workers_per_actor = address, num_workers, workers_per_actor
         self.timeout, self.chunk_size, self.preload = timeout, chunk_size, tuple(preload)

@@ -1,15 +1,11 @@
-"""Run untrusted Python against trusted tests in isolated, persistent sandboxes (see docs/sandbox.md).
+"""What runs inside a sandbox: the persistent server, the trusted harness that runs a job's tests, the candidate
+processes that run the untrusted program, and the wire format all of them and the host speak.
 
-The host side (`run`) keeps one persistent sandbox per concurrent caller: this same file started as a script
-(`serve`) inside Linux namespaces (bubblewrap, else `unshare`) with a cleared environment. The server never reads
-a job: it hands each job to its harness process (trusted; it runs the tests, one job after another) and, while
-the job runs, forks a candidate process whenever the harness asks (the program is all a candidate reads; rlimits
-applied), so no candidate process ever holds the tests, their expected values or the verdict pipe. Then it kills
-every other process of the sandbox but the harness and wipes its scratch dirs before it takes the next job. The
-host reads the verdict from a pipe only the harness holds, and discards the sandbox when a job runs out of time
-or output, or ends without a report. Tests reach candidate functions through a plain-data RPC. This module
-imports only the standard library at the top: it must run under `python -I -S` in a bare filesystem; modules
-only the host needs are imported inside the host functions.
+This is one self-contained file on purpose. The host starts it as a script, `python -I -S inside.py serve LEVEL`,
+with a cleared environment; under bubblewrap it is the only file of rlvr the sandbox can see (bind-mounted alone at
+/harness.py), and `-I` keeps the script's own directory off `sys.path`, so it cannot import a sibling module. It
+imports only the standard library. The host imports its wire format (`send_frame`, `recv_frame`, `encode`,
+`decode`) and `remove_tree` from here, so that both sides share one definition.
 """
 
 from __future__ import annotations
@@ -26,452 +22,29 @@ import signal
 import socket
 import struct
 import sys
-import threading
 import time
 from typing import Any
 
-LEVELS = ("bwrap", "unshare", "none")
 SANDBOX_DIR = "/sandbox"  # the scratch dir as seen inside a bwrap sandbox
-HARNESS_PATH = "/harness.py"  # where this file is mounted inside a bwrap sandbox
 RPC_FD = 3  # where a candidate process finds its call pipe
-UID_BASE = 61000  # root hosts run candidates as UID_BASE + slot, one uid per live sandbox
-UID_SLOTS = 512
-REPLY_TIMEOUT_S = 10.0  # how long the host waits for a server to confirm that a job's processes are gone
 # Imported once per server, so that jobs fork with them loaded; each one also grows what every fork copies.
 PRELOAD = ("typing", "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string", "ctypes",
            "shutil")
-_FRAME = struct.Struct(">I")
+FRAME = struct.Struct(">I")  # a frame: its length, then that many bytes of JSON
 # Compiled once by the server: the first compile in a process initialises the parser, ~3 ms that every fork would
 # otherwise pay again (twice per job: the harness compiles the tests, the candidate its program).
 WARM_UP = "def f(x: int = 1, *a, **k) -> list:\n    return [y for y in range(x) if y] + [lambda: f\"{x}\"]\n"
 
 
-DEFAULT_LIMITS = {  # per verification; times in seconds, `timeout_s` bounds each test's wall time
-    "timeout_s": 5.0, "cpu_s": 5, "memory_mb": 1024, "max_procs": 32, "max_file_mb": 16, "max_open_files": 64,
-    "max_output_bytes": 1 << 20, "tmpfs_mb": 64,
-}
-Limits = dict[str, Any]
-
-
-class IsolationError(RuntimeError):
-    """No namespace isolation is available and unisolated runs were not allowed explicitly."""
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Host side: choose the isolation, keep the persistent sandboxes, pump each job's pipes under a deadline.
-# ---------------------------------------------------------------------------------------------------------------
-
-def _python() -> str:
-    return os.path.realpath(sys.executable)
-
-
-def _ro_bind(path: str) -> list[str]:
-    """Bind `path` read-only, creating its missing parents world-traversable (the sandbox uid must reach it)."""
-    parents = [p for p in _ancestors(path) if not p.startswith("/usr")]
-    return [arg for p in parents for arg in ("--perms", "0755", "--dir", p)] + ["--ro-bind", path, path]
-
-
-def _ancestors(path: str) -> list[str]:
-    parts = path.strip("/").split("/")[:-1]
-    return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
-
-
-def _bwrap_argv(python: str, tmpfs_mb: int) -> list[str]:
-    """bubblewrap: new pid/net/ipc/uts (and user, when not root) namespaces, a read-only view of only the system
-    and the Python install, a fresh /proc and a read-only /dev, and size-capped tmpfs as /tmp and scratch dir."""
-    argv = ["bwrap", "--die-with-parent", "--new-session", "--clearenv", "--hostname", "sandbox"]
-    if os.geteuid() == 0:  # root drops to an unprivileged uid inside; a user namespace would map it back to 0
-        argv += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-    else:
-        argv += ["--unshare-all"]
-    for path in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
-        if os.path.islink(path):
-            argv += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            argv += ["--ro-bind", path, path]
-    prefix = os.path.realpath(sys.base_prefix if python == _python() else os.path.dirname(os.path.dirname(python)))
-    if not prefix.startswith("/usr/"):
-        argv += _ro_bind(prefix)
-    exe_dir = os.path.dirname(python)
-    if not exe_dir.startswith(("/usr/", prefix + "/")):
-        argv += _ro_bind(exe_dir)
-    size = str(tmpfs_mb << 20)
-    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
-             "--perms", "1777", "--size", size, "--tmpfs", SANDBOX_DIR,
-             "--ro-bind", os.path.abspath(__file__), HARNESS_PATH,
-             "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/", "--"]
-    return argv
-
-
-def _unshare_argv() -> list[str]:
-    """util-linux unshare: new pid/net/ipc/uts/mount namespaces; the host filesystem stays visible."""
-    argv = ["unshare", "--fork", "--kill-child", "--pid", "--mount-proc", "--net", "--ipc", "--uts"]
-    if os.geteuid() != 0:
-        argv += ["--user", "--map-current-user"]
-    return argv + ["--"]
-
-
-@functools.lru_cache(maxsize=None)
-def works(level: str, python: str | None = None) -> bool:
-    """Whether a trivial test passes end to end at this isolation level (probed once per process)."""
-    import shutil
-    if level != "none" and shutil.which(level) is None:
-        return False
-    probe = run({"kind": "functions", "programs": ["import fractions\ndef f():\n    return fractions.Fraction(3, 2).__floor__()\n"]},
-                {"tests": ["assert f() == 1"]}, DEFAULT_LIMITS, level, python=python)
-    return probe.get("tests") == [{"ok": True}]
-
-
-def isolation(python: str | None = None) -> str:
-    """The strongest isolation that works here: "bwrap", "unshare" or "none"."""
-    return next(level for level in LEVELS if works(level, python))
-
-
-def resolve_isolation(requested: str | None, allow_unisolated: bool, python: str | None = None) -> str:
-    """The level to run at: `requested` (checked to work) or the best available; refuses "none" unless allowed."""
-    if requested is not None and requested not in LEVELS:
-        raise ValueError(f"unknown isolation {requested!r}; expected one of {LEVELS}")
-    level = requested or isolation(python)
-    if not works(level, python):
-        raise IsolationError(f"isolation {level!r} does not work on this machine with this interpreter "
-                             f"(best available: {isolation(python)!r})")
-    if level == "none" and not allow_unisolated:
-        raise IsolationError("no Linux namespaces are available (neither bwrap nor unshare works), so untrusted "
-                             "code would run with the host's filesystem and network; install bubblewrap or pass "
-                             "allow_unisolated=True to accept that")
-    return level
-
-
-def run(job: dict[str, Any], tests: dict[str, Any], limits: Limits, level: str, scratch_root: str | None = None,
-        python: str | None = None) -> dict[str, Any]:
-    """Run one job and return the harness's report, or {"status": "error", "cause": ...} when it ran out of time
-    or output, or ended without reporting. `job` (the candidate program and options) reaches the candidates; `tests`
-    reaches only the trusted harness. `bwrap`/`unshare` jobs run in this process's persistent sandboxes; `none`
-    runs each job in a sandbox of its own. Below bwrap, a host scratch dir under `scratch_root` is the working dir."""
-    if level not in LEVELS:
-        raise ValueError(f"unknown isolation {level!r}; expected one of {LEVELS}")
-    return _POOL.run((level, python or _python(), limits["tmpfs_mb"]), job, tests, limits, scratch_root)
-
-
-def shutdown() -> None:
-    """Stop every sandbox of this process and wait until their processes are gone. Runs at exit; the next job
-    starts a new sandbox. Call it only while no verification runs in this process."""
-    with _POOL.lock:
-        boxes, _POOL.live, _POOL.idle = _POOL.live, [], []
-    for box in boxes:  # every server starts exiting at once
-        box.control.close()
-    for box in boxes:
-        box.close(graceful=True)
-
-
-def stats() -> dict[str, int]:
-    """Sandboxes this process started (since import or its fork), live now, and idle now."""
-    with _POOL.lock:
-        return {"started": _POOL.started, "live": len(_POOL.live), "idle": len(_POOL.idle)}
-
-
-class Sandbox:
-    """One persistent sandbox: a trusted server that runs one job at a time and, after each, kills all the job
-    started and wipes the scratch dirs, then confirms. A sandbox whose job did not end with a report, or whose
-    server cannot confirm, is discarded. A `none` sandbox (no namespaces to sweep) serves a single job."""
-
-    def __init__(self, level: str, python: str, tmpfs_mb: int) -> None:
-        import subprocess
-        self.level, self.reusable = level, True
-        self.slot = _UidSlot()
-        boot_host, boot_server = socket.socketpair()
-        host, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            script = HARNESS_PATH if level == "bwrap" else os.path.abspath(__file__)
-            prefix = {"bwrap": _bwrap_argv(python, tmpfs_mb), "unshare": _unshare_argv(), "none": []}[level]
-            self.proc = subprocess.Popen(prefix + [python, "-I", "-S", script, "serve", level], stdin=boot_server,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                                         env={}, cwd="/")
-            # The control socket travels over the boot socket, so that only the server holds its end of it (the
-            # bwrap/unshare processes hold the boot socket as their stdin, and outlive nothing of value in it).
-            socket.send_fds(boot_host, [b"c"], [server.fileno()])
-        except BaseException:
-            host.close()
-            self.slot.release()
-            raise
-        finally:
-            for sock in (boot_host, boot_server, server):
-                sock.close()
-        self.control = host
-        self.control.settimeout(REPLY_TIMEOUT_S)
-        self.last_words = ""  # the server's stderr, read when the sandbox is closed
-
-    @property
-    def uid(self) -> int | None:
-        return self.slot.uid
-
-    def run(self, job: dict[str, Any], tests: dict[str, Any], limits: Limits, workdir: str) -> dict[str, Any] | None:
-        """The job's report (see `run`); None when the server was gone before the job started, so nothing ran."""
-        header = dict(job, uid=self.uid, workdir=workdir, limits=limits)
-        n_tests = max(1, len(tests.get("tests", tests.get("cases", ()))))
-        deadline = time.monotonic() + 5.0 + limits["timeout_s"] * (n_tests + 1)
-        report_r, report_w = os.pipe()
-        output_r, output_w = os.pipe()
-        given = [_memfd(header), _memfd(tests), report_w, output_w]
-        try:
-            socket.send_fds(self.control, [b"run"], given)
-        except OSError:
-            self.reusable = False
-            for fd in (report_r, output_r):
-                os.close(fd)
-            return None
-        finally:
-            for fd in given:
-                os.close(fd)
-        try:
-            report, complete = _collect(report_r, output_r, deadline, limits["max_output_bytes"])
-        finally:
-            for fd in (report_r, output_r):
-                os.close(fd)
-        self.reusable = complete and self.level != "none" and self._confirmed()
-        return report
-
-    def _confirmed(self) -> bool:
-        """Whether the server says that every process of the job is gone and the scratch dirs are empty."""
-        try:
-            return self.control.recv(16) == b"done"
-        except OSError:  # timed out, or the server is gone
-            return False
-
-    def alive(self) -> bool:
-        return self.reusable and self.proc.poll() is None
-
-    def close(self, graceful: bool) -> None:
-        """Stop the server (gracefully: closing its socket, so that the namespaces are gone when it has exited;
-        else, or when that takes too long, by SIGKILL to the process group) and release the uid slot."""
-        import subprocess
-        self.control.close()
-        try:
-            if not graceful:
-                raise subprocess.TimeoutExpired(self.proc.args, 0)
-            self.proc.wait(timeout=REPLY_TIMEOUT_S)
-        except subprocess.TimeoutExpired:  # kill before reaping, so that the group id cannot be reused meanwhile
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        with contextlib.suppress(OSError, TypeError):
-            os.set_blocking(self.proc.stderr.fileno(), False)
-            self.last_words = (self.proc.stderr.read(4096) or b"").decode(errors="replace").strip()[-300:]
-        self.proc.stderr.close()
-        self.slot.release()
-
-    def forget(self) -> None:
-        """In a forked child: drop this process's handles on a sandbox it does not own, stopping nothing."""
-        self.control.close()
-        self.proc.stderr.close()
-        self.slot.forget()
-
-
-class _Pool:
-    """This process's sandboxes: a caller takes an idle one of the right kind (or starts one) and gives it back."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.live: list[Sandbox] = []
-        self.idle: list[tuple[tuple, Sandbox]] = []
-        self.started = 0
-        self.hooked = False
-        self.spawner: Any = None  # the thread that starts every sandbox (see `_start`)
-
-    def run(self, key: tuple[str, str, int], job: dict[str, Any], tests: dict[str, Any], limits: Limits,
-            scratch_root: str | None) -> dict[str, Any]:
-        """Run a job in an idle sandbox; once more in a new one if that sandbox's server was already gone."""
-        import tempfile
-        for _ in range(2):
-            box = self._take(key)
-            scratch = None if box.level == "bwrap" else tempfile.mkdtemp(prefix="rlvr-sbx-", dir=scratch_root)
-            try:
-                if scratch is not None and box.uid is not None:
-                    os.chown(scratch, box.uid, box.uid)
-                report = box.run(job, tests, limits, scratch or SANDBOX_DIR)
-            finally:
-                self._give(key, box)
-                if scratch is not None:
-                    _remove_tree(scratch)
-            if report is not None:
-                if report.get("cause") == "harness killed" and box.last_words:
-                    report["detail"] += "; sandbox: " + box.last_words
-                return report
-        return _error("harness killed", "the sandbox server is gone: " + box.last_words)
-
-    def _take(self, key: tuple) -> Sandbox:
-        with self.lock:
-            if not self.hooked:
-                import atexit
-                atexit.register(shutdown)
-                os.register_at_fork(after_in_child=self._forget_after_fork)
-                self.hooked = True
-            while (i := next((i for i, (k, _) in enumerate(self.idle) if k == key), None)) is not None:
-                box = self.idle.pop(i)[1]
-                if box.alive():
-                    return box
-                self._drop(box)
-        box = self._start(key)
-        with self.lock:
-            self.started += 1
-            self.live.append(box)
-        return box
-
-    def _start(self, key: tuple) -> Sandbox:
-        """Start a sandbox from a thread that lives as long as this pool: bwrap's `--die-with-parent` ends a sandbox
-        when the thread that started it exits, and a caller's thread (a batch's worker) may exit first."""
-        with self.lock:
-            if self.spawner is None:
-                from concurrent.futures import ThreadPoolExecutor
-                self.spawner = ThreadPoolExecutor(1, thread_name_prefix="rlvr-sandbox-start")
-            spawner = self.spawner
-        return spawner.submit(Sandbox, *key).result()
-
-    def _give(self, key: tuple, box: Sandbox) -> None:
-        with self.lock:
-            if box not in self.live:  # shut down meanwhile
-                return
-            if box.alive():
-                self.idle.append((key, box))
-                return
-            self._drop(box)
-
-    def _drop(self, box: Sandbox) -> None:
-        """Discard a sandbox (holding the lock): its job may still run, so kill it."""
-        self.live.remove(box)
-        box.close(graceful=False)
-
-    def _forget_after_fork(self) -> None:
-        """A forked child owns none of its parent's sandboxes: it drops them, and starts its own when needed."""
-        for box in self.live:
-            box.forget()
-        self.lock, self.live, self.idle, self.started, self.spawner = threading.Lock(), [], [], 0, None
-
-
-_POOL = _Pool()
-
-
-def _memfd(obj: Any) -> int:
-    """An in-memory file holding one frame: the sandbox reads it at its pace, the host never blocks on it."""
-    fd = os.memfd_create("rlvr-job")
-    _send(fd, obj)
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
-def _error(cause: str, detail: str) -> dict[str, Any]:
-    return {"status": "error", "cause": cause, "detail": detail}
-
-
-def _collect(report_r: int, output_r: int, deadline: float, cap: int) -> tuple[dict[str, Any], bool]:
-    """Read the harness's report until it is complete, draining the job's output meanwhile up to `cap` bytes;
-    (report, True), or (error, False) on a deadline, too much output, or no report."""
-    import selectors
-    sel = selectors.DefaultSelector()
-    sel.register(report_r, selectors.EVENT_READ)
-    sel.register(output_r, selectors.EVENT_READ)
-    output, head, report = 0, b"", b""  # head: the first KiB of output, for error details
-    while report_r in sel.get_map():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return _error("timeout", "wall-clock deadline of the sandbox"), False
-        for key, _ in sel.select(remaining):
-            chunk = os.read(key.fd, 65536)
-            if not chunk:
-                sel.unregister(key.fd)
-            elif key.fd == output_r:
-                output += len(chunk)
-                head = (head + chunk)[:1024]
-                if output > cap:
-                    return _error("output limit", f"the program wrote more than {cap} bytes"), False
-            else:
-                report += chunk
-                if len(report) > cap:
-                    return _error("output limit", "harness report too large"), False
-    if not report:
-        return _error("harness killed", "the job ended without reporting; output: "
-                      + head.decode(errors="replace")[-300:]), False
-    return json.loads(report[_FRAME.size:]), True
-
-
-class _UidSlot:
-    """An unprivileged uid that no other live sandbox on this host uses (root hosts only; None elsewhere), so that
-    the per-uid process limit of one sandbox cannot be exhausted by another one's fork bomb. Held with a lock file;
-    on release every process of that uid is killed and waited for."""
-
-    def __init__(self) -> None:
-        import fcntl
-        import tempfile
-        self.uid: int | None = None
-        self.fd: int | None = None
-        if os.geteuid() != 0:
-            return
-        lock_dir = os.path.join(tempfile.gettempdir(), "rlvr-sandbox-uids")
-        os.makedirs(lock_dir, mode=0o700, exist_ok=True)
-        for slot in range(UID_SLOTS):
-            fd = os.open(os.path.join(lock_dir, str(slot)), os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            self.uid, self.fd = UID_BASE + slot, fd
-            return
-        raise RuntimeError(f"all {UID_SLOTS} sandbox uid slots are busy")
-
-    def release(self) -> None:
-        if self.fd is not None:
-            try:
-                _kill_uid(self.uid)
-            finally:
-                self.forget()
-
-    def forget(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-def _kill_uid(uid: int) -> None:
-    """SIGKILL every process whose real uid is `uid` until none is left (a dying one can take a few ms)."""
-    for _ in range(500):
-        pids = [pid for pid in os.listdir("/proc") if pid.isdigit() and _real_uid(pid) == uid]
-        if not pids:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
-        time.sleep(0.01)
-    raise RuntimeError(f"processes of sandbox uid {uid} survived 5 s of SIGKILL")
-
-
-def _real_uid(pid: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
-    except (OSError, StopIteration):
-        return None
-
-
-def _remove_tree(path: str) -> None:
-    """rmtree that also removes what the candidate made unreadable (mode 000 directories and files)."""
-    import shutil
-
-    def retry(func, p, _exc):
-        for q in (os.path.dirname(p), p):
-            with contextlib.suppress(OSError):
-                os.chmod(q, 0o700)
-        func(p)
-    shutil.rmtree(path, onerror=retry)
 # ---------------------------------------------------------------------------------------------------------------
 # Framing and plain-data encoding shared by both sides of every pipe.
 # ---------------------------------------------------------------------------------------------------------------
 
 def _frame(data: bytes) -> bytes:
-    return _FRAME.pack(len(data)) + data
+    return FRAME.pack(len(data)) + data
 
 
-def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
+def read_exact(fd: int, n: int, deadline: float | None) -> bytes:
     buf = b""
     while len(buf) < n:
         if deadline is not None:
@@ -485,14 +58,14 @@ def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
     return buf
 
 
-def _recv(fd: int, deadline: float | None = None, cap: int = 1 << 30) -> Any:
-    (n,) = _FRAME.unpack(_read_exact(fd, _FRAME.size, deadline))
+def recv_frame(fd: int, deadline: float | None = None, cap: int = 1 << 30) -> Any:
+    (n,) = FRAME.unpack(read_exact(fd, FRAME.size, deadline))
     if n > cap:
         raise OverflowError(f"message of {n} bytes exceeds the cap of {cap}")
-    return json.loads(_read_exact(fd, n, deadline))
+    return json.loads(read_exact(fd, n, deadline))
 
 
-def _send(fd: int, obj: Any) -> None:
+def send_frame(fd: int, obj: Any) -> None:
     data = _frame(json.dumps(obj).encode())
     view = memoryview(data)
     while view:
@@ -537,6 +110,18 @@ def decode(data: Any) -> Any:
     if tag == "c":
         return complex(*body)
     raise ValueError(f"unknown tag {tag!r}")
+
+
+def remove_tree(path: str) -> None:
+    """rmtree that also removes what the candidate made unreadable (mode 000 directories and files)."""
+    import shutil
+
+    def retry(func, p, _exc):
+        for q in (os.path.dirname(p), p):
+            with contextlib.suppress(OSError):
+                os.chmod(q, 0o700)
+        func(p)
+    shutil.rmtree(path, onerror=retry)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -626,7 +211,7 @@ def _candidate(header: dict[str, Any], fds: list[int]) -> None:
     if header["kind"] == "io":
         _candidate_exit(header, None)
     names = [k for k, v in namespace.items() if callable(v) and not k.startswith("__")]
-    _send(RPC_FD, {"ready": names})
+    send_frame(RPC_FD, {"ready": names})
     _serve_calls(namespace)
 
 
@@ -635,7 +220,7 @@ def _candidate_exit(header: dict[str, Any], error: dict[str, str] | None) -> Non
         sys.stdout.flush()
     if error is not None and header["kind"] != "io":
         with contextlib.suppress(BaseException):
-            _send(RPC_FD, error)
+            send_frame(RPC_FD, error)
     os._exit(0 if error is None else 1)
 
 
@@ -643,14 +228,14 @@ def _serve_calls(namespace: dict[str, Any]) -> None:
     """Answer the harness's calls `[name, args, kwargs]` with `{"value": ...}` or `{"error": type, ...}`."""
     while True:
         try:
-            name, args, kwargs = _recv(RPC_FD)
+            name, args, kwargs = recv_frame(RPC_FD)
         except EOFError:
             os._exit(0)
         try:
             reply = {"value": encode(namespace[name](*decode(args), **decode(kwargs)))}
         except BaseException as exc:  # reported to the harness, which owns the verdict
             reply = {"error": type(exc).__name__, "detail": str(exc)[:300]}
-        _send(RPC_FD, reply)
+        send_frame(RPC_FD, reply)
 
 
 class Spawner:
@@ -670,7 +255,7 @@ class Spawner:
 
     def _read_int(self) -> int:
         try:
-            return struct.unpack(">i", _read_exact(self.control.fileno(), 4, time.monotonic() + 30))[0]
+            return struct.unpack(">i", read_exact(self.control.fileno(), 4, time.monotonic() + 30))[0]
         except (EOFError, OSError):
             raise CandidateError("killed", "the sandbox server is gone") from None
 
@@ -717,7 +302,7 @@ class FunctionRunner:
         theirs.close()
         self.fd = mine.detach()
         try:
-            reply = _recv(self.fd, self.deadline, self.limits["max_output_bytes"])
+            reply = recv_frame(self.fd, self.deadline, self.limits["max_output_bytes"])
         except TimeoutError:
             self.stop(kill=True)
             raise CandidateError("timeout", "while defining the program") from None
@@ -749,13 +334,13 @@ class FunctionRunner:
         if self.fd is None:
             raise CandidateError("crashed", "candidate process is gone")
         try:
-            _send(self.fd, [name, encode(args), encode(kwargs)])
+            send_frame(self.fd, [name, encode(args), encode(kwargs)])
         except TypeError as exc:
             raise CandidateError("unsupported value", str(exc)) from None
         except OSError:
             raise self._died() from None
         try:
-            reply = _recv(self.fd, self.deadline, self.limits["max_output_bytes"])
+            reply = recv_frame(self.fd, self.deadline, self.limits["max_output_bytes"])
         except TimeoutError:
             self.stop(kill=True)
             raise CandidateError("timeout", f"no answer within {self.limits['timeout_s']} s") from None
@@ -860,7 +445,7 @@ def harness_main(job_fd: int, tests_fd: int, report_fd: int, spawner: Spawner) -
     os.close(job_fd)
     _drop_privileges(header["uid"])  # the first job's; a no-op afterwards
     os.chdir(header["workdir"])
-    tests = _recv(tests_fd)
+    tests = recv_frame(tests_fd)
     os.close(tests_fd)
     try:
         run_tests = _run_io_tests if header["kind"] == "io" else _run_function_tests
@@ -869,13 +454,13 @@ def harness_main(job_fd: int, tests_fd: int, report_fd: int, spawner: Spawner) -
         report = {"status": "error", "cause": exc.cause, "detail": exc.detail}
     except Exception as exc:  # a broken test suite: reported, never counted as a pass
         report = {"status": "error", "cause": "harness", "detail": f"{type(exc).__name__}: {exc}"[:300]}
-    _send(report_fd, report)
+    send_frame(report_fd, report)
 
 
 def _read_memfd(fd: int) -> Any:
     """The object framed in a memfd, read from offset 0 (processes forked with the fd share its offset)."""
     data = os.pread(fd, os.fstat(fd).st_size, 0)
-    return json.loads(data[_FRAME.size:_FRAME.size + _FRAME.unpack_from(data)[0]])
+    return json.loads(data[FRAME.size:FRAME.size + FRAME.unpack_from(data)[0]])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1071,7 +656,7 @@ def _wipe(path: str) -> bool:
         for name in os.listdir(path):
             entry = os.path.join(path, name)
             if os.path.isdir(entry) and not os.path.islink(entry):
-                _remove_tree(entry)
+                remove_tree(entry)
             else:
                 os.unlink(entry)
         os.chmod(path, 0o1777)
