@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 import rlvr
 from rlvr import algorithms, checkpoint
+from rlvr.algorithms.core import fit_generation_budget
 from rlvr.batch import PolicyBatch, build_batch, micro_batches, token_logprobs
 from rlvr.config import TrainConfig
 from rlvr.envs.prompt_env import PromptEnv
@@ -53,10 +54,8 @@ class Trainer:
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.out = Path(cfg.out_dir)
-        algo_kwargs = dict(cfg.algo_kwargs)
-        if cfg.algo == "dr_grpo":  # Dr. GRPO's constant normaliser is the generation budget
-            algo_kwargs.setdefault("norm_constant", cfg.max_new_tokens)
-        self.algo = algorithms.make(cfg.algo, **algo_kwargs)
+        self.algo = algorithms.make(cfg.algo, **cfg.algo_kwargs)
+        fit_generation_budget(self.algo, cfg.max_new_tokens)  # Dr. GRPO's MAX_TOKENS is the generation budget
         self.env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": cfg.train_split}).unwrapped
         self.eval_env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": cfg.eval_split}).unwrapped
         self.executor = make_executor(cfg.executor)

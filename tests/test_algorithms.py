@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
 import pytest
 import torch
 
 import rlvr.algorithms as algos
+from rlvr.algorithms.core import MAX_TOKENS, fit_generation_budget
 from rlvr.types import Completion, Group, Problem, Verdict
 
 torch.set_num_threads(1)
@@ -488,3 +490,22 @@ def test_other_bad_inputs_get_clear_errors():
         grpo.loss(z, z, None, torch.ones(2), torch.ones(2, 3))
     with pytest.raises(ValueError, match="num_tokens must be > 0"):
         grpo.loss(z, z, z, torch.ones(2), torch.ones(2, 3), num_tokens=0)
+
+
+def test_the_generation_budget_default_follows_the_aggregation_not_the_name():
+    """MAX_TOKENS stands for the run's budget for any algorithm that aggregates by a token sum over a constant and
+    leaves that constant at its default; REINFORCE's and RLOO's C = 1 and explicit constants stay."""
+
+    @dataclass
+    class BudgetPlugin(algos.Algorithm):
+        aggregation: str = "seq-mean-token-sum-norm"
+        norm_constant: float = MAX_TOKENS
+
+        def advantages(self, rewards: torch.Tensor) -> torch.Tensor:
+            return algos.mean_baseline(rewards)
+
+    cases = [(BudgetPlugin(), 8.0), (algos.make("dr_grpo"), 8.0), (algos.make("dr_grpo", norm_constant=100.0), 100.0),
+             (algos.make("reinforce"), 1.0), (algos.make("rloo"), 1.0), (algos.make("grpo"), 1.0)]
+    for algo, want in cases:
+        fit_generation_budget(algo, 8)
+        assert algo.norm_constant == want, type(algo).__name__

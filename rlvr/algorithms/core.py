@@ -25,6 +25,14 @@ AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm", 
 MAX_LOG_RATIO = 20.0
 
 
+class GenerationBudget(float):
+    """A `norm_constant` that stands for the generation budget (Dr. GRPO's MAX_TOKENS): the trainer puts its
+    `max_new_tokens` in its place (`fit_generation_budget`); on its own it is the number it was made with."""
+
+
+MAX_TOKENS = GenerationBudget(1024.0)  # the paper's budget, until a trainer says what its own is
+
+
 @dataclass
 class PolicyLoss:
     """Configuration of the shared surrogate; `loss()` evaluates it on padded [N, T] log-probabilities."""
@@ -37,7 +45,7 @@ class PolicyLoss:
     beta: float = 0.0  # KL coefficient; the trainer computes reference log-probs only when beta > 0
     kl: KL = "k3"  # estimator of KL(pi_theta || pi_ref) per token
     aggregation: Aggregation = "seq-mean-token-mean"
-    norm_constant: float = 1.0  # the constant divisor of "seq-mean-token-sum-norm"
+    norm_constant: float = 1.0  # the constant divisor of "seq-mean-token-sum-norm" (MAX_TOKENS: the budget)
 
     def __post_init__(self) -> None:
         for name, value, allowed in [("objective", self.objective, OBJECTIVES), ("ratio", self.ratio, RATIOS),
@@ -110,6 +118,13 @@ def aggregate(x: Tensor, mask: Tensor, how: Aggregation, num_tokens: Tensor | fl
     if how == "seq-mean-token-mean":  # 1/G sum_i 1/|o_i| sum_l x_i^l
         return (masked.sum(1) / mask.sum(1).clamp(min=1)).sum() / num_seqs
     return masked.sum() / (num_seqs * norm_constant)  # seq-mean-token-sum-norm: 1/(G C) sum_i sum_l x_i^l
+
+
+def fit_generation_budget(cfg: PolicyLoss, max_new_tokens: int) -> None:
+    """Set a token-sum normaliser left at the generation-budget default (`MAX_TOKENS`) to the run's budget: for
+    Dr. GRPO, or any algorithm with the same aggregation and default. A constant given explicitly stays."""
+    if cfg.aggregation == "seq-mean-token-sum-norm" and isinstance(cfg.norm_constant, GenerationBudget):
+        cfg.norm_constant = float(max_new_tokens)
 
 
 def policy_loss(cfg: PolicyLoss, logp: Tensor, old_logp: Tensor, ref_logp: Tensor | None, advantages: Tensor,
