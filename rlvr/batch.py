@@ -22,7 +22,7 @@ class PolicyBatch:
     input_ids: torch.Tensor  # [N, P + T]
     attention_mask: torch.Tensor  # [N, P + T]
     position_ids: torch.Tensor  # [N, P + T], counted from each sequence's first real token
-    completion_mask: torch.Tensor  # [N, T], 1.0 on completion tokens
+    completion_mask: torch.Tensor  # [N, T], 1.0 on the completion tokens the model sampled (the loss's tokens)
     prompt_width: int
 
     def __len__(self) -> int:
@@ -42,11 +42,17 @@ class PolicyBatch:
 
 def build_batch(tokenizer: PreTrainedTokenizerBase, prompts: list[str], completions: list[Completion],
                 add_special_tokens: bool = True) -> PolicyBatch:
-    """Pack each prompt with its completion's `token_ids` (which every engine returns)."""
+    """Pack each prompt with its completion's `token_ids` (which every engine returns). `completion_mask` is 1 on
+    the tokens the model sampled: every completion token, except where a multi-turn completion's `loss_mask` marks
+    tokens the environment wrote (they stay in the sequence as context, and out of the loss)."""
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
     if any(c.token_ids is None for c in completions):
         raise ValueError("every completion needs token_ids to be trained on")
+    for i, c in enumerate(completions):
+        if c.loss_mask is not None and (len(c.loss_mask) != len(c.token_ids) or set(c.loss_mask) - {0, 1}):
+            raise ValueError(f"completion {i}: loss_mask must hold one 0 or 1 per token id "
+                             f"({len(c.loss_mask)} entries for {len(c.token_ids)} token ids)")
     prompt_ids = tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
     width_p = max(len(p) for p in prompt_ids)
     width_t = max(1, max(len(c.token_ids) for c in completions))
@@ -60,6 +66,9 @@ def build_batch(tokenizer: PreTrainedTokenizerBase, prompts: list[str], completi
         attention[i, width_p - len(p):width_p + len(c.token_ids)] = 1
     position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
     completion_mask = attention[:, width_p:].float()
+    for i, c in enumerate(completions):
+        if c.loss_mask is not None:
+            completion_mask[i, :len(c.loss_mask)] = torch.tensor(c.loss_mask, dtype=torch.float32)
     return PolicyBatch(input_ids, attention, position_ids, completion_mask, width_p)
 
 

@@ -165,7 +165,7 @@ class Trainer:
         stats = {
             "reward": float(np.mean([r for g in first for r in g.rewards])),
             "accuracy": float(np.mean([v.correct for g in first for v in g.verdicts])),
-            "length": float(np.mean([len(c.token_ids) for c in completions])),
+            "length": float(np.mean([c.num_sampled for c in completions])),
             "truncated": float(np.mean([c.truncated for c in completions])),
             "gen/groups_drawn": drawn, "gen/groups_kept": len(kept), "gen/groups_dropped": drawn - len(kept),
             "gen/rounds": rounds,

@@ -24,12 +24,16 @@ class Problem:
 
 @dataclass
 class Completion:
-    """A sampled answer: its text and, when an engine produced it, token ids and per-token sampling logprobs."""
+    """A sampled answer: its text and, when an engine produced it, token ids and per-token sampling logprobs. In a
+    multi-turn episode the tokens after the first prompt interleave the model's turns with what the environment
+    wrote back (tool results, feedback); `loss_mask` says which is which, and only the model's tokens are trained
+    on (their `logprobs` are the engine's; the environment's entries there are 0)."""
 
     text: str
     token_ids: list[int] | None = None
     logprobs: list[float] | None = None
     finish_reason: FinishReason = "stop"
+    loss_mask: list[int] | None = None  # per token id: 1 sampled by the model, 0 written by the env; None: all 1
 
     @classmethod
     def coerce(cls, action: str | Completion) -> Completion:
@@ -43,6 +47,13 @@ class Completion:
     @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
+
+    @property
+    def num_sampled(self) -> int:
+        """How many of the token ids the model sampled (all of them in a single-turn completion)."""
+        if self.loss_mask is not None:
+            return sum(self.loss_mask)
+        return len(self.token_ids) if self.token_ids is not None else 0
 
 
 @dataclass

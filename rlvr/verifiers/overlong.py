@@ -63,7 +63,7 @@ class OverlongPenalty:
     def length(self, completion: Completion) -> int:
         """Completion length in tokens."""
         if completion.token_ids is not None:
-            return len(completion.token_ids)
+            return completion.num_sampled  # the model's tokens (an env's in a multi-turn episode do not count)
         if self.tokenizer is None:
             raise ValueError("overlong: the completion has no token_ids and no tokenizer was given; pass "
                              "tokenizer=<hub name, local path, or an object with .encode>")
