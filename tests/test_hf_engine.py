@@ -125,3 +125,22 @@ def test_a_tokenizer_and_model_without_eos_are_a_clear_error():
     tokenizer.eos_token = None
     with pytest.raises(ValueError, match="no EOS token"):
         stop_token_ids(model, tokenizer)
+
+
+def test_prompts_as_token_ids_sample_what_their_text_samples():
+    """A multi-turn history goes in as token ids, never re-tokenized: the same ids give the same completions as
+    the text they tokenize from (same seed), ids and text mix in one call, and anything else is a TypeError."""
+    tokenizer = char_tokenizer()
+    model = tiny_model(tokenizer, seed=3).eval()
+    engine = HFEngine(model, tokenizer)
+    sampling = Sampling(6, temperature=1.0)
+    ids = tokenizer(PROMPTS)["input_ids"]
+    torch.manual_seed(0)
+    from_text = engine.generate(PROMPTS, 2, sampling)
+    torch.manual_seed(0)
+    from_ids = engine.generate([ids[0], PROMPTS[1], ids[2]], 2, sampling)
+    assert [[c.token_ids for c in g] for g in from_ids] == [[c.token_ids for c in g] for g in from_text]
+    assert [[c.logprobs for c in g] for g in from_ids] == [[c.logprobs for c in g] for g in from_text]
+    for bad in ([], [1.5, 2], None):
+        with pytest.raises(TypeError, match="a prompt is text or a non-empty list of token ids"):
+            engine.generate([bad], 1, sampling)

@@ -82,6 +82,23 @@ def test_vllm_logprobs_match_the_learner(policy_and_engine, options, add_special
         torch.testing.assert_close(torch.tensor(c.logprobs), lp, atol=ATOL, rtol=0)
 
 
+def test_vllm_takes_prompts_as_token_ids(policy_and_engine):
+    """A multi-turn history goes to vLLM as the token ids it is, never re-tokenized: with ids that differ from what
+    the text would tokenize to (no BOS), the completions' log-probs are the learner's for exactly those ids."""
+    from rlvr.rollout.base import Sampling
+
+    model, tokenizer, engine = policy_and_engine
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
+    sampling = Sampling(max_new_tokens=6, temperature=1.0)
+    groups = engine.generate(ids, 2, sampling)
+    completions = [c for g in groups for c in g]
+    assert all(len(c.token_ids) == len(c.logprobs) > 0 for c in completions)
+    expected = learner_logprobs(model, tokenizer, [p for p in PROMPTS for _ in range(2)], completions, sampling,
+                                add_special_tokens=False)
+    for c, lp in zip(completions, expected):
+        torch.testing.assert_close(torch.tensor(c.logprobs), lp, atol=ATOL, rtol=0)
+
+
 def test_weight_sync_follows_the_learner_across_updates(policy_and_engine):
     """After each of two syncs the engine's greedy tokens and logprobs are the learner's (the second sync is the
     one a bare `load_weights` gets wrong)."""

@@ -16,6 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.batch import cache_name, prefill_once
 from rlvr.lm_head import FloatHead, check_output_head, final_hidden_states
+from rlvr.rollout.base import EnginePrompt, prompt_token_ids
 from rlvr.sampling import Sampling, sample
 from rlvr.types import Completion
 
@@ -45,8 +46,8 @@ class HFEngine:
         self.model.load_state_dict(state)
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[Completion]]:
-        ids = self.tokenizer(prompts, add_special_tokens=self.add_special_tokens)["input_ids"]
+    def generate(self, prompts: list[EnginePrompt], n: int, sampling: Sampling) -> list[list[Completion]]:
+        ids = prompt_token_ids(self.tokenizer, prompts, self.add_special_tokens)
         flat = [p for p in ids for _ in range(n)]
         out: list[Completion] = []
         was_training = self.model.training

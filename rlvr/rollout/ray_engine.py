@@ -13,7 +13,7 @@ import torch
 
 from rlvr.cluster import connect
 from rlvr.models import policy_state_dict
-from rlvr.rollout.base import Engine, Sampling
+from rlvr.rollout.base import Engine, EnginePrompt, Sampling
 from rlvr.types import Completion
 
 
@@ -26,7 +26,7 @@ class _EngineActor:
         self.engine = make_engine()
         torch.manual_seed(seed)
 
-    def generate(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[Completion]]:
+    def generate(self, prompts: list[EnginePrompt], n: int, sampling: Sampling) -> list[list[Completion]]:
         return self.engine.generate(prompts, n, sampling)
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
@@ -83,7 +83,7 @@ class RayEngine:
         make = functools.partial(vllm_engine, model, add_special_tokens, **(vllm_kwargs or {}))
         return cls(make, num_workers=num_workers, num_gpus=num_gpus, policy=policy, **kwargs)
 
-    def generate(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[Completion]]:
+    def generate(self, prompts: list[EnginePrompt], n: int, sampling: Sampling) -> list[list[Completion]]:
         shards = [s for s in np.array_split(np.arange(len(prompts)), len(self.actors)) if len(s)]
         refs = [a.generate.remote([prompts[i] for i in s], n, sampling) for a, s in zip(self.actors, shards)]
         return [group for shard in self._ray.get(refs) for group in shard]

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from rlvr.models import policy_state_dict
-from rlvr.rollout.base import Sampling
+from rlvr.rollout.base import EnginePrompt, Sampling, prompt_token_ids
 from rlvr.types import Completion
 
 
@@ -41,13 +41,13 @@ class VLLMEngine:
         self.tokenizer = tokenizer or self.llm.get_tokenizer()
         self.add_special_tokens = add_special_tokens
 
-    def generate(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[Completion]]:
+    def generate(self, prompts: list[EnginePrompt], n: int, sampling: Sampling) -> list[list[Completion]]:
         params = self._vllm.SamplingParams(
             n=n, temperature=sampling.temperature, top_p=sampling.top_p,
             top_k=sampling.top_k if sampling.top_k > 0 else -1, max_tokens=sampling.max_new_tokens, logprobs=0,
         )
         # token ids, not text: the prompt must be tokenized exactly as the learner's batch tokenizes it
-        ids = self.tokenizer(prompts, add_special_tokens=self.add_special_tokens)["input_ids"]
+        ids = prompt_token_ids(self.tokenizer, prompts, self.add_special_tokens)
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
         return [[self._completion(o) for o in request.outputs] for request in outputs]
 
