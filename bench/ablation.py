@@ -108,7 +108,7 @@ class Settings:
     minibatch_size: int = 64  # completions per optimizer step: 2 steps per batch, so the policy moves off the
     # sampling policy and the clip ranges (clip-higher, GSPO's) bind; with one step per batch the ratio stays 1
     lr: float = 1e-3
-    warmstart_steps: int = 1500  # the demo's base model (`rlvr train`): 1000 steps stop on a plateau before carries
+    warmstart_steps: int = 1500  # the base model these results were measured from: 1000 steps stop on a plateau
     warmstart_lr: float = 6e-3
     eval_problems: int = 100
     evals: int = 12  # held-out evaluations per run, evenly spaced in tokens (plus one at the start)

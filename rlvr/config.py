@@ -52,7 +52,7 @@ class TrainConfig:
     # full fine-tuning). The reference policy is the base model with the adapters disabled.
     lora: dict[str, Any] = field(default_factory=dict)
     share_prompt_forward: bool = True  # learner forwards run each distinct prompt once (rlvr.batch), not G times
-    # supervised warm-start on gold answers before RL (rlvr/warmstart.py); None: 1500 steps for the built-in
+    # supervised warm-start on gold answers before RL (rlvr/warmstart.py); None: 2000 steps for the built-in
     # "tiny" model, which starts from random weights, and none for any other model
     warmstart_steps: int | None = None
     warmstart_lr: float = 6e-3

@@ -38,7 +38,7 @@ from rlvr.rollout import Engine
 from rlvr.sampling import Sampling
 from rlvr.types import Group, Message, Problem
 from rlvr.verifiers import make_executor
-from rlvr.warmstart import supervised_warmstart
+from rlvr.warmstart import TINY_WARMSTART_STEPS, supervised_warmstart
 
 
 class Trainer:
@@ -422,7 +422,7 @@ class Trainer:
         self.parallel.barrier()  # every rank has reset the run directory before the main process writes to it
         steps = self.cfg.warmstart_steps
         if steps is None:
-            steps = 1500 if self.cfg.model == "tiny" else 0
+            steps = TINY_WARMSTART_STEPS if self.cfg.model == "tiny" else 0
         if steps and self.is_main:
             # a LoRA policy's warm-start trains its base model (from scratch, for "tiny"); RL then the adapters
             with base_model_trainable(self.rollout_model) if self.lora else contextlib.nullcontext():
