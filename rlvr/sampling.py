@@ -12,7 +12,7 @@ cut gets a finite log-probability, renormalised over the learner's kept set plus
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -20,18 +20,24 @@ from torch import Tensor
 
 @dataclass
 class Sampling:
-    """How to sample: temperature 0 means greedy; top_k 0 and top_p 1 disable those filters."""
+    """How to sample: temperature 0 means greedy; top_k 0 and top_p 1 disable those filters. A turn also ends
+    right after the first token that completes one of the `stop` strings (e.g. the end of a tool call); the string
+    stays in the completion."""
 
     max_new_tokens: int = 64
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
+    stop: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
             raise ValueError(f"invalid sampling settings: {self}")
+        if isinstance(self.stop, str) or not all(isinstance(s, str) and s for s in self.stop):
+            raise ValueError(f"stop must be a tuple of non-empty strings, got {self.stop!r}")
+        self.stop = tuple(self.stop)
 
     @property
     def greedy(self) -> bool:

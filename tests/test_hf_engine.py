@@ -144,3 +144,23 @@ def test_prompts_as_token_ids_sample_what_their_text_samples():
     for bad in ([], [1.5, 2], None):
         with pytest.raises(TypeError, match="a prompt is text or a non-empty list of token ids"):
             engine.generate([bad], 1, sampling)
+
+
+def test_a_turn_ends_at_a_stop_string_which_stays_in_the_completion():
+    """Sampling.stop ends a row right after the token that completes a stop string (the end of a tool call):
+    every completion either holds the string once, at its end, or ran to its limit without it."""
+    tokenizer = char_tokenizer()
+    model = tiny_model(tokenizer, seed=3).eval()
+    engine = HFEngine(model, tokenizer)
+    torch.manual_seed(0)
+    free = [c for g in engine.generate(PROMPTS, 8, Sampling(24, temperature=1.5)) for c in g]
+    stop = max((c.text[2:4] for c in free if len(c.text) >= 4), key=lambda s: sum(s in c.text for c in free))
+    torch.manual_seed(0)
+    stopped = [c for g in engine.generate(PROMPTS, 8, Sampling(24, temperature=1.5, stop=(stop,))) for c in g]
+    assert any(c.text.endswith(stop) for c in stopped)
+    for c in stopped:
+        assert c.text.count(stop) <= 1
+        assert (c.text.endswith(stop) and c.finish_reason == "stop") or stop not in c.text
+        assert len(c.token_ids) == len(c.logprobs)
+    with pytest.raises(ValueError, match="stop must be a tuple of non-empty strings"):
+        Sampling(8, stop="</tool_call>")

@@ -99,6 +99,30 @@ def test_vllm_takes_prompts_as_token_ids(policy_and_engine):
         torch.testing.assert_close(torch.tensor(c.logprobs), lp, atol=ATOL, rtol=0)
 
 
+def test_vllm_turns_end_at_a_stop_string_which_stays_in_the_completion(policy_and_engine):
+    """Stop strings (the end of a tool call): a completion ends with one of them and holds none before, or holds
+    none (and ran to its limit or to EOS); its tokens and log-probs are still the learner's."""
+    from collections import Counter
+
+    from rlvr.rollout.base import Sampling
+
+    model, tokenizer, engine = policy_and_engine
+    free = [c for g in engine.generate(PROMPTS, 8, Sampling(max_new_tokens=24, temperature=1.5)) for c in g]
+    stops = tuple(ch for ch, _ in Counter("".join(c.text for c in free)).most_common(5))
+    sampling = Sampling(max_new_tokens=24, temperature=1.5, stop=stops)
+    stopped = [c for g in engine.generate(PROMPTS, 8, sampling) for c in g]
+    assert sum(c.text[-1:] in stops for c in stopped) >= len(stopped) // 2
+    for c in stopped:
+        if c.text[-1:] in stops:
+            assert c.finish_reason == "stop" and not any(s in c.text[:-1] for s in stops), c.text
+        else:  # ran to its limit, or ended at EOS
+            assert not any(s in c.text for s in stops), c.text
+            assert c.finish_reason == ("stop" if c.token_ids[-1] == tokenizer.eos_token_id else "length")
+    expected = learner_logprobs(model, tokenizer, [p for p in PROMPTS for _ in range(8)], stopped, sampling)
+    for c, lp in zip(stopped, expected):
+        torch.testing.assert_close(torch.tensor(c.logprobs), lp, atol=ATOL, rtol=0)
+
+
 def test_weight_sync_follows_the_learner_across_updates(policy_and_engine):
     """After each of two syncs the engine's greedy tokens and logprobs are the learner's (the second sync is the
     one a bare `load_weights` gets wrong)."""

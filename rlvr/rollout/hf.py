@@ -83,6 +83,9 @@ class HFEngine:
                 tokens[row].append(t)
                 logprobs[row].append(lp)
             going = ~torch.isin(token, stop)
+            if sampling.stop:  # a row whose text now holds a stop string (the end of a tool call) ends too
+                hit = [self._stop_string(tokens[row], sampling.stop) for row in active.tolist()]
+                going &= ~torch.tensor(hit, device=device)
             if step == sampling.max_new_tokens - 1 or not going.any():
                 break
             if not going.all():  # finished rows leave the batch and its cache
@@ -95,7 +98,7 @@ class HFEngine:
                 model(input_ids=token.unsqueeze(1), attention_mask=mask, position_ids=position.unsqueeze(1),
                       use_cache=True, **{cache_name(model): cache})
             hidden = captured[0][:, -1]
-        return [self._completion(t, lp) for t, lp in zip(tokens, logprobs)]
+        return [self._completion(t, lp, sampling) for t, lp in zip(tokens, logprobs)]
 
     def _prefill(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """(the last prompt position's hidden state per row [B, H], the KV cache of the prompts): each distinct
@@ -108,9 +111,16 @@ class HFEngine:
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
         return captured[0][:, -1], getattr(out, cache_name(self.model))
 
-    def _completion(self, ids: list[int], logprobs: list[float]) -> Completion:
-        reason = "stop" if ids and ids[-1] in self.stop_ids else "length"  # the stop token is kept: the policy
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)  # learns to stop
+    def _stop_string(self, ids: list[int], stops: tuple[str, ...]) -> bool:
+        """Whether the last tokens of `ids` hold one of `stops` (each token decodes to at least one character, and
+        a row stops at its first one, so an occurrence in that window is new)."""
+        return any(s in self.tokenizer.decode(ids[-max(map(len, stops)):]) for s in stops)
+
+    def _completion(self, ids: list[int], logprobs: list[float], sampling: Sampling) -> Completion:
+        by_string = bool(sampling.stop) and self._stop_string(ids, sampling.stop)
+        stopped = bool(ids) and (ids[-1] in self.stop_ids or by_string)
+        reason = "stop" if stopped else "length"  # the stop token is kept: the policy learns to stop
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
         return Completion(text=text, token_ids=ids, logprobs=logprobs, finish_reason=reason)
 
 

@@ -45,6 +45,7 @@ class VLLMEngine:
         params = self._vllm.SamplingParams(
             n=n, temperature=sampling.temperature, top_p=sampling.top_p,
             top_k=sampling.top_k if sampling.top_k > 0 else -1, max_tokens=sampling.max_new_tokens, logprobs=0,
+            stop=list(sampling.stop) or None, include_stop_str_in_output=True,
         )
         # token ids, not text: the prompt must be tokenized exactly as the learner's batch tokenizes it
         ids = prompt_token_ids(self.tokenizer, prompts, self.add_special_tokens)
