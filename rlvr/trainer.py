@@ -57,6 +57,9 @@ class Trainer:
         self.algo = algorithms.make(cfg.algo, **cfg.algo_kwargs)
         fit_generation_budget(self.algo, cfg.max_new_tokens)  # Dr. GRPO's MAX_TOKENS is the generation budget
         self.env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": cfg.train_split}).unwrapped
+        if not isinstance(self.env, PromptEnv):
+            raise TypeError(f"{cfg.env} is a multi-turn env ({type(self.env).__name__}); the trainer rolls out "
+                            "single-turn PromptEnv tasks only so far (docs/multiturn.md says what is in place)")
         self.eval_env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": cfg.eval_split}).unwrapped
         self.executor = make_executor(cfg.executor)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rlvr.envs.multiturn import GuessNumber, HiddenNumbers, ToolEnv
 from rlvr.envs.prompt_env import PromptEnv
 from rlvr.envs.tasks.arithmetic import Arithmetic
 from rlvr.envs.tasks.countdown import Countdown
 from rlvr.envs.tasks.files import MATH_FIELDS, CodeFile, MathFile
+from rlvr.safe_eval import evaluate
 
 MATH_TEMPLATE = "{prompt}\nPlease reason step by step, and put your final answer within \\boxed{}."
 CODE_TEMPLATE = ("Complete the following Python function. Reply with the full function in a ```python code "
@@ -56,10 +58,42 @@ def humaneval(path: str | Path | None = None, **kwargs: Any) -> PromptEnv:
     return PromptEnv(source, **{"template": CODE_TEMPLATE, "max_completion_chars": 65536, **env_kw})
 
 
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression exactly.
+
+    Args:
+        expression: integers with + - * / and parentheses, e.g. "(17 * 24) - 5"
+    """
+    value = evaluate(expression)  # a ValueError names what is not arithmetic; it goes back to the model
+    return str(value.numerator if value.denominator == 1 else value)
+
+
+CALCULATOR_TEMPLATE = "{prompt} = ? You may call the calculator tool."
+
+
+def calculator_env(max_turns: int = 3, tool_timeout: float = 5.0, **kwargs: Any) -> ToolEnv:
+    """Products of a three-digit and a two-digit number, and two-product sums (Arithmetic level 7), with a
+    `calculator` tool; the final answer is scored by the `math` verifier."""
+    render_mode = kwargs.pop("render_mode", None)
+    source_kw, env_kw = _split({"level": 7, **kwargs})
+    task = PromptEnv(Arithmetic(**source_kw), **{"template": CALCULATOR_TEMPLATE, **env_kw})
+    return ToolEnv(task, [calculator], max_turns=max_turns, tool_timeout=tool_timeout, render_mode=render_mode)
+
+
+def guess_number(high: int = 100, max_turns: int = 7, **kwargs: Any) -> GuessNumber:
+    """Find a hidden integer in [1, high] from 'higher'/'lower' replies within `max_turns` guesses."""
+    render_mode = kwargs.pop("render_mode", None)
+    source_kw, env_kw = _split(kwargs)
+    task = PromptEnv(HiddenNumbers(high, max_turns, **source_kw), **env_kw)
+    return GuessNumber(task, max_turns=max_turns, render_mode=render_mode)
+
+
 BUILTIN_ENVS = {
     "rlvr/Arithmetic-v0": arithmetic,
     "rlvr/Countdown-v0": countdown,
     "rlvr/GSM8K-v0": gsm8k,
     "rlvr/MATH-v0": math,
     "rlvr/HumanEval-v0": humaneval,
+    "rlvr/Calculator-v0": calculator_env,
+    "rlvr/GuessNumber-v0": guess_number,
 }

@@ -1,4 +1,5 @@
-"""Procedural arithmetic, from one-digit sums (level 1) to multi-step expressions with parentheses (level 6):
+"""Procedural arithmetic, from one-digit sums (level 1) to multi-step expressions with parentheses (level 6) and
+products a small model cannot do in its head (level 7, the calculator task's):
 an infinite task that a tiny model can learn from scratch, with a held-out split disjoint by content."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ LEVELS = {
     4: "a * b with a one-digit and a two-digit operand, or a +/- b",
     5: "three operands with + - *, precedence matters",
     6: "four operands with parentheses, e.g. (a + b) * c - d",
+    7: "a * b with a three-digit and a two-digit operand, or a * b +/- c * d with two-digit operands",
 }
 
 
@@ -35,8 +37,13 @@ def _expression(level: int, rnd: random.Random) -> str:
         a, b, c = rnd.randint(1, 20), rnd.randint(1, 20), rnd.randint(1, 9)
         op1, op2 = rnd.choice("+-*"), rnd.choice("+-*")
         return f"{a} {op1} {b} {op2} {c}"
-    a, b, c, d = (rnd.randint(1, 20) for _ in range(4))
-    return f"({a} {rnd.choice('+-')} {b}) * {c} {rnd.choice('+-')} {d}"
+    if level == 6:
+        a, b, c, d = (rnd.randint(1, 20) for _ in range(4))
+        return f"({a} {rnd.choice('+-')} {b}) * {c} {rnd.choice('+-')} {d}"
+    if rnd.random() < 0.5:
+        return f"{rnd.randint(100, 999)} * {rnd.randint(10, 99)}"
+    a, b, c, d = (rnd.randint(10, 99) for _ in range(4))
+    return f"{a} * {b} {rnd.choice('+-')} {c} * {d}"
 
 
 class Arithmetic(ProceduralSource):
