@@ -3,7 +3,8 @@ its JSON schema (transformers' `get_json_schema`, what chat templates take as `t
 and a registered parser reads them (default "hermes": `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`,
 the Hermes / Qwen format). `Toolbox.run` runs a call in a worker process under a hard deadline and always returns a
 tool message: a malformed call, an unknown tool, bad arguments, an exception or a timeout is said to the model
-in the conversation, never raised in the trainer."""
+in the conversation, never raised in the trainer. The `python` tool runs model-written code in the code sandbox,
+never on the host."""
 
 from __future__ import annotations
 
@@ -135,6 +136,17 @@ class Toolbox:
             if expected and (not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool)):
                 return f"bad arguments for {call.name}: {key!r} must be {properties[key]['type']}, got {value!r}"
         return None
+
+
+def python(code: str) -> str:
+    """Run a Python program and return what it printed (and the error that ended it, if any).
+
+    Args:
+        code: a complete Python program; print the values you need
+    """
+    from rlvr.verifiers.code import run_program  # the sandbox: the code verifier's isolation, limits and deadline
+
+    return run_program(code)
 
 
 def tool_message(name: str, content: str) -> Message:

@@ -3,6 +3,7 @@ text, and every failure (malformed call, unknown tool, bad arguments, an excepti
 message instead of a crash."""
 
 import time
+from pathlib import Path
 
 import pytest
 from tool_fixtures import add, fail, shout, sleep
@@ -83,3 +84,30 @@ def test_tools_that_cannot_run_in_a_worker_are_refused_at_once():
         Toolbox([local])
     with pytest.raises(KeyError, match="unknown tool parser 'xml'"):
         Toolbox([add], parser="xml")
+
+
+def test_the_python_tool_runs_model_code_in_the_sandbox(request):
+    """What the program printed, then the error that ended it; hostile code is contained as the code verifier's
+    is: no network, no host files, a deadline."""
+    from rlvr.tools import python
+    from rlvr.verifiers.worker import stop_helpers
+
+    box = Toolbox([python], timeout=30.0)
+    request.addfinalizer(stop_helpers)  # the helper workers' sandboxes end with them
+
+    def run(code: str) -> str:
+        import json
+
+        [call] = box.calls("<tool_call>" + json.dumps({"name": "python", "arguments": {"code": code}}) + "</tool_call>")
+        return box.run(call)["content"]
+
+    assert run("print(17 * 24)\nprint('ok')") == "408\nok\n"
+    assert run("print('before')\nraise ValueError('bad input')") == "before\nValueError: bad input\n"
+    assert run("def f(:\n") .startswith("SyntaxError: ")
+    assert run("import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=2)").startswith("OSError")
+    host_secret = Path(__file__)  # a host file the sandbox must not see
+    seen = run(f"print(open({str(host_secret)!r}).read())")
+    assert seen.startswith(("FileNotFoundError", "PermissionError")) and "def test_" not in seen
+    start = time.monotonic()
+    assert run("while True:\n    pass").endswith("[timeout]")
+    assert time.monotonic() - start < 25

@@ -99,6 +99,20 @@ def _require(problem: Problem, spec: dict[str, Any], *keys: str) -> None:
         raise ValueError(f"problem {problem.id!r}: {spec['kind']} tests need {', '.join(missing)}")
 
 
+def run_program(program: str, stdin: str = "", limits: Limits | None = None, isolation: str | None = None,
+                allow_unisolated: bool = False) -> str:
+    """Run untrusted `program` once in the code sandbox (the `code` verifier's isolation and limits) and return
+    what it printed, then the exception that ended it, if one did (`ValueError: ...`), or why it was stopped
+    (`[timeout]`, `[output limit]`, `[crashed (SIGSEGV)]`)."""
+    level = resolve_isolation(isolation, allow_unisolated)
+    report = run({"kind": "io", "programs": [program], "capture": True},
+                 {"cases": [{"stdin": stdin}], "capture": True}, asdict(limits or Limits()), level)
+    if report.get("status") != "ok":
+        return f"[{report.get('cause')}: {report.get('detail', '')}]"
+    [case] = report["tests"]
+    return case["stdout"] + (f"[{case['cause']}]" if not case["ok"] else "")
+
+
 def _describe(spec: Any) -> str:
     return f"kind {spec.get('kind')!r}" if isinstance(spec, dict) else f"a {type(spec).__name__}"
 

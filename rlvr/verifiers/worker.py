@@ -224,6 +224,14 @@ class Sidecars:
 _sidecars = Sidecars()
 
 
+def stop_helpers() -> None:
+    """Stop the idle workers `call_with_deadline` keeps, and with them what they started (a tool's sandboxes)."""
+    with _sidecars.lock:
+        idle, _sidecars.idle = _sidecars.idle, []
+    for worker in idle:
+        worker.stop()
+
+
 def call_with_deadline(fn: Callable, args: tuple, timeout: float) -> Outcome:
     """`fn(*args)` in a worker process, killed if it runs past `timeout` seconds (counted from the call's own
     start, not the worker's start-up). Safe from any thread. Returns (True, result) or (False, reason)."""

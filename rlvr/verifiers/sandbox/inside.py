@@ -216,6 +216,9 @@ def _candidate(header: dict[str, Any], fds: list[int]) -> None:
 
 
 def _candidate_exit(header: dict[str, Any], error: dict[str, str] | None) -> None:
+    if error is not None and header.get("capture"):  # a run whose output is the result: the error ends it
+        with contextlib.suppress(BaseException):
+            sys.stdout.write(f"{error['error']}: {error['detail']}\n")
     with contextlib.suppress(BaseException):
         sys.stdout.flush()
     if error is not None and header["kind"] != "io":
@@ -395,7 +398,8 @@ def _run_function_tests(spawner: Spawner, header: dict[str, Any], tests: dict[st
 
 
 def _run_io_tests(spawner: Spawner, header: dict[str, Any], tests: dict[str, Any]) -> list[dict]:
-    """Run the program once per case with the case's stdin; compare stdout line by line, trailing space ignored."""
+    """Run the program once per case with the case's stdin; compare stdout line by line, trailing space ignored
+    (or, with `capture`, report what it printed)."""
     limits = header["limits"]
     results = []
     for case in tests["cases"]:
@@ -419,6 +423,10 @@ def _run_io_tests(spawner: Spawner, header: dict[str, Any], tests: dict[str, Any
         os.close(out_r)
         signalled = spawner.reap(kill=cause is not None)
         cause = cause or signalled
+        if tests.get("capture"):  # a run, not a test: what it printed is the result (the python tool)
+            text = out[:limits["max_output_bytes"]].decode(errors="replace")
+            results.append({"ok": cause is None, "stdout": text, **({"cause": cause} if cause else {})})
+            continue
         if cause is None and _normalise(out.decode(errors="replace")) != _normalise(str(case["stdout"])):
             cause = "wrong answer"
         results.append({"ok": cause is None} if cause is None else {"ok": False, "cause": cause,
