@@ -21,6 +21,7 @@ ENV_KWARGS = {
     "rlvr/GSM8K-v0": {"path": str(DATA / "gsm8k_sample.jsonl")},
     "rlvr/MATH-v0": {"path": str(DATA / "math_sample.jsonl")},
     "rlvr/HumanEval-v0": {"path": str(DATA / "humaneval_mini.jsonl")},
+    "rlvr/CodeFeedback-v0": {"path": str(DATA / "humaneval_mini.jsonl")},
 }
 
 

@@ -94,3 +94,21 @@ def test_the_trainer_says_it_does_not_train_multi_turn_envs_yet(tmp_path):
 
     with pytest.raises(TypeError, match="rlvr/Calculator-v0 is a multi-turn env"):
         Trainer(TrainConfig(env="rlvr/Calculator-v0", env_kwargs={}, out_dir=str(tmp_path), warmstart_steps=0))
+
+
+def test_code_feedback_answers_a_failed_attempt_with_the_sandboxs_error(data_dir):
+    env = gym.make("rlvr/CodeFeedback-v0", path=str(data_dir / "humaneval_mini.jsonl"), max_turns=2)
+    env.reset(options={"problem_id": "Mini/0"})
+    wrong = "```python\ndef add(a: int, b: int) -> int:\n    return a - b\n```"
+    obs, reward, terminated, truncated, info = env.step(wrong)
+    assert (reward, terminated, truncated) == (0.0, False, False)
+    assert obs.startswith("That did not pass: test 0: wrong answer") and info["reply"][0]["role"] == "user"
+    right = "```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```"
+    _, reward, terminated, _, info = env.step(right)
+    assert (reward, terminated) == (1.0, True) and info["verdict"].correct and info["turns"] == 2
+
+    env.reset(options={"problem_id": "Mini/0"})
+    env.step(wrong)
+    _, reward, terminated, truncated, info = env.step(wrong)  # the last attempt fails too: its verdict stays
+    assert (reward, terminated, truncated) == (0.0, False, True)
+    assert info["verdict"].error.startswith("test 0: wrong answer")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rlvr.envs.multiturn import GuessNumber, HiddenNumbers, ToolEnv
+from rlvr.envs.multiturn import CodeFeedback, GuessNumber, HiddenNumbers, ToolEnv
 from rlvr.envs.prompt_env import PromptEnv
 from rlvr.envs.tasks.arithmetic import Arithmetic
 from rlvr.envs.tasks.countdown import Countdown
@@ -88,6 +88,13 @@ def guess_number(high: int = 100, max_turns: int = 7, **kwargs: Any) -> GuessNum
     return GuessNumber(task, max_turns=max_turns, render_mode=render_mode)
 
 
+def code_feedback(path: str | Path | None = None, max_turns: int = 3, **kwargs: Any) -> CodeFeedback:
+    """HumanEval rows from `path`, up to `max_turns` attempts, each failure answered with the first failing
+    test's error from the sandbox."""
+    render_mode = kwargs.pop("render_mode", None)
+    return CodeFeedback(humaneval(path, **kwargs), max_turns=max_turns, render_mode=render_mode)
+
+
 BUILTIN_ENVS = {
     "rlvr/Arithmetic-v0": arithmetic,
     "rlvr/Countdown-v0": countdown,
@@ -96,4 +103,5 @@ BUILTIN_ENVS = {
     "rlvr/HumanEval-v0": humaneval,
     "rlvr/Calculator-v0": calculator_env,
     "rlvr/GuessNumber-v0": guess_number,
+    "rlvr/CodeFeedback-v0": code_feedback,
 }

@@ -4,7 +4,8 @@ finished (`terminated`, with the final `Verdict` in `info["verdict"]`) or `max_t
 `info["messages"]` is the conversation so far as chat messages, `info["reply"]` the environment's new ones.
 
 `MultiTurnEnv` holds the protocol; a task says how it answers a turn by overriding `reply`. `ToolEnv` gives any
-single-turn task tools; `GuessNumber` finds a hidden integer from "higher"/"lower" replies."""
+single-turn task tools; `GuessNumber` finds a hidden integer from "higher"/"lower" replies; `CodeFeedback` gives a
+code task several attempts, each failed one answered with the sandbox's error."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ class MultiTurnEnv(gym.Env[str, str]):
         truncated = not reply.finished and self.turns >= self.max_turns
         info: dict[str, Any] = {"problem_id": self.problem.id, "messages": list(self.conversation),
                                 "reply": reply.messages, "turns": self.turns}
-        if reply.finished or truncated:
+        if reply.finished or truncated:  # a truncated episode keeps its last turn's verdict, if the task gave one
             info["verdict"] = reply.verdict or Verdict(0.0, False, error=f"not finished within {self.max_turns} turns")
             info["correct"] = info["verdict"].correct
         observation = "\n".join(m["content"] for m in reply.messages)[:self.observation_space.max_length]
@@ -154,3 +155,16 @@ class GuessNumber(MultiTurnEnv):
         if guess == target:
             return Reply([], 1.0, True, Verdict(1.0, True, extracted=str(guess)))
         return Reply([{"role": "user", "content": "higher" if guess < target else "lower"}])
+
+
+class CodeFeedback(MultiTurnEnv):
+    """Code problems with up to `max_turns` attempts: each turn is a full attempt, run against the tests in the
+    sandbox by the task's `code` verifier; a passing one ends the episode with its reward, a failing one gets the
+    first failing test's error back (and, when it was the last, ends it truncated with that verdict)."""
+
+    def reply(self, turn: str) -> Reply:
+        verdict = self.task.verifier(self.problem, Completion(turn))
+        if verdict.correct:
+            return Reply([], verdict.reward, True, verdict)
+        feedback = f"That did not pass: {verdict.error}. Reply with the whole corrected function."
+        return Reply([{"role": "user", "content": feedback}], 0.0, False, verdict)
