@@ -40,9 +40,26 @@ class PolicyBatch:
                            width - start)
 
 
-def build_batch(tokenizer: PreTrainedTokenizerBase, prompts: list[str], completions: list[Completion],
+def prompt_token_ids(tokenizer: PreTrainedTokenizerBase, prompts: list[str | list[int]],
+                     add_special_tokens: bool = True) -> list[list[int]]:
+    """Each prompt's token ids: ids as given, text tokenized as the learner's batch tokenizes it."""
+    texts = [p for p in prompts if isinstance(p, str)]
+    encoded = iter(tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"] if texts else [])
+    out = []
+    for p in prompts:
+        if isinstance(p, str):
+            out.append(list(next(encoded)))
+        elif isinstance(p, (list, tuple)) and p and all(isinstance(t, int) for t in p):
+            out.append(list(p))
+        else:
+            raise TypeError(f"a prompt is text or a non-empty list of token ids, got {type(p).__name__} {p!r:.60}")
+    return out
+
+
+def build_batch(tokenizer: PreTrainedTokenizerBase, prompts: list[str | list[int]], completions: list[Completion],
                 add_special_tokens: bool = True) -> PolicyBatch:
-    """Pack each prompt with its completion's `token_ids` (which every engine returns). `completion_mask` is 1 on
+    """Pack each prompt (text, or token ids as the engine got them) with its completion's `token_ids` (which every
+    engine returns). `completion_mask` is 1 on
     the tokens the model sampled: every completion token, except where a multi-turn completion's `loss_mask` marks
     tokens the environment wrote (they stay in the sequence as context, and out of the loss)."""
     if len(prompts) != len(completions):
@@ -53,7 +70,7 @@ def build_batch(tokenizer: PreTrainedTokenizerBase, prompts: list[str], completi
         if c.loss_mask is not None and (len(c.loss_mask) != len(c.token_ids) or set(c.loss_mask) - {0, 1}):
             raise ValueError(f"completion {i}: loss_mask must hold one 0 or 1 per token id "
                              f"({len(c.loss_mask)} entries for {len(c.token_ids)} token ids)")
-    prompt_ids = tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
+    prompt_ids = prompt_token_ids(tokenizer, prompts, add_special_tokens)
     width_p = max(len(p) for p in prompt_ids)
     width_t = max(1, max(len(c.token_ids) for c in completions))
     pad = tokenizer.pad_token_id

@@ -94,3 +94,13 @@ def torchrun_train(args: list[str], cwd: Path) -> str:
         kill_tree(proc.pid)
     assert proc.returncode == 0, stderr[-3000:]
     return stdout
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _helper_workers_end_with_their_module():
+    """The idle helper workers that `call_with_deadline` keeps (tool calls, math-verify's deadline) are stopped
+    after each test module, so a later module that counts this process's children sees only its own."""
+    yield
+    from rlvr.verifiers.worker import stop_helpers
+
+    stop_helpers()

@@ -270,3 +270,47 @@ def test_training_with_vllm_engines_on_ray(tmp_path, ray_cluster):
     mismatch = [r["logprob_mismatch"] for r in records if "logprob_mismatch" in r]
     assert len(records) == 4 and "eval/pass@1" in records[-1]
     assert mismatch and max(mismatch) < 10 * ATOL  # every actor got the weights after every update
+
+
+def test_multi_turn_episodes_on_vllm_are_sampled_ids_plus_rendered_replies(tmp_path):
+    """GuessNumber episodes on vLLM with a chat template: each later turn is generated after exactly the ids the
+    learner trains on (history given as token ids), so the learner's log-probs of the model's tokens over the
+    whole sequence are vLLM's."""
+    import rlvr
+    from rlvr.batch import build_batch
+    from rlvr.chat import ChatRenderer
+    from rlvr.models import TinyConfig, char_tokenizer, load_policy, tiny_model
+    from rlvr.rollout.base import Sampling
+    from rlvr.rollout.episodes import run_episodes
+    from rlvr.rollout.vllm import VLLMEngine
+    from test_chat import CHATML
+
+    tokenizer = char_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.chat_template = CHATML
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    model = tiny_model(tokenizer, TinyConfig(max_positions=512), seed=5)  # the game's rules take 150 tokens
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, end]
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    policy, tokenizer = load_policy(str(tmp_path), device=DEVICE)
+    engine = VLLMEngine(str(tmp_path), tokenizer, add_special_tokens=False, **ENGINE_KWARGS)
+    kwargs = {"high": 9, "max_turns": 3}
+    problems = rlvr.make("rlvr/GuessNumber-v0", **kwargs).unwrapped.task.source.distinct(2)
+    envs = [rlvr.make("rlvr/GuessNumber-v0", **kwargs).unwrapped for _ in range(4)]
+    sampling = Sampling(max_new_tokens=10, temperature=1.0, stop=("\n",))
+    renderer = ChatRenderer(tokenizer, {tokenizer.eos_token_id, end})
+    groups, prompts = run_episodes(engine, renderer, envs, problems, 2, sampling, max_tokens=200)
+    completions = [c for g in groups for c in g.completions]
+    assert max(env.turns for env in envs) > 1
+    batch = build_batch(tokenizer, prompts, completions, add_special_tokens=False)
+    batch = type(batch)(batch.input_ids.to(DEVICE), batch.attention_mask.to(DEVICE), batch.position_ids.to(DEVICE),
+                        batch.completion_mask.to(DEVICE), batch.prompt_width)
+    from rlvr.batch import token_logprobs
+
+    with torch.no_grad():
+        logp, _ = token_logprobs(policy, batch, sampling=sampling)
+    for i, c in enumerate(completions):
+        sampled = torch.tensor(c.loss_mask, dtype=torch.bool)
+        torch.testing.assert_close(logp[i, :len(c.token_ids)].cpu()[sampled], torch.tensor(c.logprobs)[sampled],
+                                   atol=ATOL, rtol=0)

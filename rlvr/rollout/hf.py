@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlvr.batch import cache_name, prefill_once
+from rlvr.batch import cache_name, prefill_once, prompt_token_ids
 from rlvr.lm_head import FloatHead, check_output_head, final_hidden_states
-from rlvr.rollout.base import EnginePrompt, prompt_token_ids
+from rlvr.rollout.base import EnginePrompt
 from rlvr.sampling import Sampling, sample
 from rlvr.types import Completion
 

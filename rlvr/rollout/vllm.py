@@ -11,8 +11,9 @@ from typing import Any
 
 import torch
 
+from rlvr.batch import prompt_token_ids
 from rlvr.models import policy_state_dict
-from rlvr.rollout.base import EnginePrompt, Sampling, prompt_token_ids
+from rlvr.rollout.base import EnginePrompt, Sampling
 from rlvr.types import Completion
 
 
