@@ -112,7 +112,8 @@ class DataParallel(SingleProcess):
         return make_engine("hf", learner, tokenizer, model=kwargs["model"], save_dir=kwargs["save_dir"],
                            add_special_tokens=kwargs.get("add_special_tokens", True))
 
-    def wrap(self, model: torch.nn.Module, keep_reference: bool) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, whole: torch.nn.Module, keep_reference: bool) -> torch.nn.Module:
+        """DDP's wrapper, whose construction broadcasts rank 0's parameters and buffers."""
         if dist.get_backend() == "nccl":
             self.comm_device = model.device
         on_gpu = model.device.type == "cuda"
@@ -162,12 +163,15 @@ class FullyShardedDataParallel(DataParallel):
     def whole_copy(self, model: torch.nn.Module) -> torch.nn.Module:
         return copy.deepcopy(model) if self.is_main else model  # taken before the learner is sharded
 
-    def wrap(self, model: torch.nn.Module, keep_reference: bool) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, whole: torch.nn.Module, keep_reference: bool) -> torch.nn.Module:
+        """`model` sharded in place, its shards loaded from rank 0's whole copy."""
         if dist.get_backend() == "nccl":
             self.comm_device = model.device
         # FSDP modules cannot be deep-copied: the reference's shell is sharded now and loaded when first used
         self._ref_shell = fsdp_shard(copy.deepcopy(model)).requires_grad_(False) if keep_reference else None
-        return fsdp_shard(model)
+        fsdp_shard(model)
+        self.broadcast_parameters(model, whole)
+        return model
 
     def frozen_copy(self, model: torch.nn.Module) -> torch.nn.Module:
         """Shard for shard, the policy as it is now."""

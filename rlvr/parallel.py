@@ -5,7 +5,8 @@ behind one small object the Trainer composes (as `trainer.parallel`). `SinglePro
     is_main                                  this process rolls out, verifies, evaluates, logs and saves
     whole_copy(model)                        the whole policy the engine generates with (FSDP: rank 0's own copy)
     make_engine(name, whole, learner, tok, **) the engine (ranks that never generate: one that only syncs)
-    wrap(model, keep_reference)              the learner the loss runs through (a DDP wrapper, FSDP shards in place)
+    wrap(model, whole, keep_reference)       the learner the loss runs through, starting from the main process's
+                                             whole policy on every rank (a DDP wrapper, FSDP shards in place)
     frozen_copy(model)                       pi_ref, a frozen copy of the policy as it is now
     from_main(fn)                            fn() run on the main process, its result on every rank
     shard(groups) / mean(values)             this rank's groups / a mean over ranks (loss divisors, metrics)
@@ -51,7 +52,7 @@ class SingleProcess:
         shards (the same module here)."""
         return make_engine(name, whole, tokenizer, **kwargs)
 
-    def wrap(self, model: torch.nn.Module, keep_reference: bool) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, whole: torch.nn.Module, keep_reference: bool) -> torch.nn.Module:
         return model
 
     def frozen_copy(self, model: torch.nn.Module) -> torch.nn.Module:

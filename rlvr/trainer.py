@@ -87,9 +87,9 @@ class Trainer:
         self.step = 0
         self.ref_model: torch.nn.Module | None = None
         # what the loss's forward runs through: the policy, DDP's wrapper of it, or (in place) FSDP's shards of it
-        self.learner: torch.nn.Module = self.parallel.wrap(self.model, keep_reference=self.algo.beta > 0)
+        self.learner: torch.nn.Module = self.parallel.wrap(self.model, self.rollout_model,
+                                                            keep_reference=self.algo.beta > 0)
         self.make_optimizer()
-        self.parallel.broadcast_parameters(self.model, self.rollout_model)
         self.eval_set = self.eval_env.source.distinct(cfg.eval_problems)
         self._stop_requested = False
         self.metrics = MetricsSink(self.out, tensorboard=cfg.tensorboard)
