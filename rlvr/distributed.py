@@ -100,17 +100,13 @@ class DataParallel(SingleProcess):
         if name == "vllm":
             launcher = {"distributed_executor_backend": "external_launcher"}
             kwargs["vllm_kwargs"] = {**kwargs.get("vllm_kwargs", {}), **launcher}
-            if self.is_main:
-                return make_engine(name, whole, tokenizer, **kwargs)
-            self._idle_dir = tempfile.TemporaryDirectory(prefix="rlvr-vllm-")  # removed when the process ends
-            self._idle_vllm = make_engine("vllm", whole, tokenizer, model=kwargs["model"],
-                                          save_dir=Path(self._idle_dir.name), seed=kwargs.get("seed", 0),
-                                          add_special_tokens=kwargs.get("add_special_tokens", True),
-                                          vllm_kwargs=kwargs["vllm_kwargs"], dummy_weights=True)
-        elif self.is_main:
+        if self.is_main:
             return make_engine(name, whole, tokenizer, **kwargs)
-        return make_engine("hf", learner, tokenizer, model=kwargs["model"], save_dir=kwargs["save_dir"],
-                           add_special_tokens=kwargs.get("add_special_tokens", True))
+        if name == "vllm":
+            self._idle_dir = tempfile.TemporaryDirectory(prefix="rlvr-vllm-")  # removed when the process ends
+            self._idle_vllm = make_engine("vllm", whole, tokenizer, **{**kwargs, "save_dir": Path(self._idle_dir.name),
+                                                                       "dummy_weights": True})
+        return make_engine("hf", learner, tokenizer, **kwargs)
 
     def wrap(self, model: torch.nn.Module, whole: torch.nn.Module, keep_reference: bool) -> torch.nn.Module:
         """DDP's wrapper, whose construction broadcasts rank 0's parameters and buffers."""
