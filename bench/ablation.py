@@ -31,7 +31,7 @@ from rlvr.trainer import TrainConfig, Trainer
 from rlvr.types import Problem
 from rlvr.verifiers import VERIFIERS, Compose
 from rlvr.verifiers.overlong import OverlongPenalty
-from rlvr.warmstart import supervised_warmstart
+from rlvr.warmstart import AnswerTargets, supervised_warmstart
 
 
 @dataclass(frozen=True)
@@ -160,9 +160,9 @@ def starting_point(task_name: str, seed: int, settings: Settings, init_dir: Path
     model, tokenizer = load_policy("tiny")
     env = rlvr.make(task.env, **task.env_kwargs, split="train").unwrapped
     if steps:
-        supervised_warmstart(model, tokenizer, SolutionEnv(env) if task.warmstart_on_solution else env,
-                             steps, lr=settings.warmstart_lr,
-                             continue_prob=task.warmstart_continue_prob, seed=seed + 1)
+        targets = AnswerTargets(SolutionEnv(env) if task.warmstart_on_solution else env, tokenizer,
+                                continue_prob=task.warmstart_continue_prob)
+        supervised_warmstart(model, tokenizer, targets, steps, lr=settings.warmstart_lr, seed=seed + 1)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

@@ -39,6 +39,15 @@ class PolicyBatch:
                            self.position_ids[index][:, columns], self.completion_mask[index][:, :end - width],
                            width - start)
 
+    def engine_logprobs(self, completions: list[Completion]) -> torch.Tensor:
+        """The engine's log-probs of this batch's `completions`, laid out like `completion_mask` [N, T] (0 where
+        an engine gave none)."""
+        out = torch.zeros(self.completion_mask.shape)
+        for i, c in enumerate(completions):
+            row = (c.logprobs or [])[:out.shape[1]]
+            out[i, :len(row)] = torch.tensor(row)
+        return out
+
 
 def prompt_token_ids(tokenizer: PreTrainedTokenizerBase, prompts: list[str | list[int]],
                      add_special_tokens: bool = True) -> list[list[int]]:

@@ -17,6 +17,25 @@ from transformers import PreTrainedTokenizerBase
 from rlvr.types import Message
 
 
+# For tokenizers without a chat template (the built-in character model's): one message per line, a tool result
+# after "=> ", each assistant turn ended by EOS, no generation prompt. It does not list the tools: the task's
+# prompt names them. Its renderings of a conversation are prefixes of the longer conversation's.
+PLAIN_CHAT_TEMPLATE = (
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'assistant' -%}{{ m['content'] }}{{ eos_token }}"
+    "{%- elif m['role'] == 'tool' -%}{{ '=> ' + m['content'] + '\\n' }}"
+    "{%- else -%}{{ m['content'] + '\\n' }}"
+    "{%- endif -%}{%- endfor -%}"
+)
+
+
+def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """`tokenizer`, given `PLAIN_CHAT_TEMPLATE` when it has no chat template (multi-turn episodes need one)."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    return tokenizer
+
+
 class TemplateError(ValueError):
     """The chat template does not keep earlier turns as a prefix of later renderings, so appending the
     environment's tokens after the model's would train on a sequence the template never produces."""
@@ -59,6 +78,12 @@ class ChatRenderer:
                 f"{self.tokenizer.decode(after[part:part + 12])!r}); multi-turn training needs a template that "
                 f"keeps earlier turns as they were (one that drops earlier <think> blocks does not)")
         return self.turn_end(before, model_ids) + after[len(before):]
+
+    def turn_stop_id(self, history: list[Message], model_text: str) -> int:
+        """The stop token the template ends the assistant turn `model_text` after `history` with."""
+        rendered = self.ids(history + [{"role": "assistant", "content": model_text}], generation_prompt=False)
+        ending = self.turn_end(rendered, [])
+        return ending[0]
 
     def turn_end(self, rendered_turn: list[int], model_ids: list[int]) -> list[int]:
         """What the template writes after the model's content in `rendered_turn` (a rendering that ends with the

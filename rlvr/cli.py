@@ -20,13 +20,28 @@ def _summary(obj: object) -> str:
     return doc.splitlines()[0] if doc else ""
 
 
-def _table(rows: list[tuple[str, str]], header: tuple[str, str]) -> str:
-    width = max(len(r[0]) for r in [header, *rows])
-    lines = [f"{header[0]:<{width}}  {header[1]}", f"{'-' * width}  {'-' * len(header[1])}"]
-    return "\n".join(lines + [f"{a:<{width}}  {b}" for a, b in rows])
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    def line(row: tuple[str, ...]) -> str:
+        return "  ".join([f"{cell:<{w}}" for cell, w in zip(row, widths)] + [row[-1]])
+    return "\n".join([line(header), line(tuple("-" * len(h) for h in header)), *map(line, rows)])
 
 
-def _env_rows() -> list[tuple[str, str]]:
+def _episode_shape(env_id: str, factory: Callable[..., object]) -> tuple[str, str]:
+    """How many turns an env's episode takes (its factory's `max_turns` default, else 1) and its tools' names
+    (when it can be made without arguments; a file-backed env needs its data)."""
+    turns = inspect.signature(factory).parameters.get("max_turns")
+    import rlvr
+
+    try:
+        tools = getattr(rlvr.make(env_id).unwrapped, "tools", None) or []
+    except Exception:
+        tools = []
+    return (f"up to {turns.default}" if turns is not None else "1",
+            ", ".join(t["function"]["name"] for t in tools) or "-")
+
+
+def _env_rows() -> list[tuple[str, ...]]:
     from rlvr import envs
 
     rows = []
@@ -34,13 +49,13 @@ def _env_rows() -> list[tuple[str, str]]:
         entry = gym.spec(env_id).entry_point
         try:
             factory = gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
-            rows.append((env_id, _summary(factory)))
+            rows.append((env_id, *_episode_shape(env_id, factory), _summary(factory)))
         except Exception as exc:  # a broken plugin env still gets its line
-            rows.append((env_id, f"(cannot load: {exc})"))
+            rows.append((env_id, "?", "?", f"(cannot load: {exc})"))
     return rows
 
 
-def _registry_rows(kind: str) -> list[tuple[str, str]]:
+def _registry_rows(kind: str) -> list[tuple[str, ...]]:
     if kind == "verifiers":
         from rlvr.verifiers import VERIFIERS as registry
     else:
@@ -51,8 +66,11 @@ def _registry_rows(kind: str) -> list[tuple[str, str]]:
 def cmd_list(args: argparse.Namespace) -> int:
     kinds = [args.kind] if args.kind else ["envs", "verifiers", "algorithms"]
     for i, kind in enumerate(kinds):
-        rows = _env_rows() if kind == "envs" else _registry_rows(kind)
-        print(("\n" if i else "") + _table(rows, (kind[:-1], "description")))
+        if kind == "envs":
+            rows, header = _env_rows(), ("env", "turns", "tools", "description")
+        else:
+            rows, header = _registry_rows(kind), (kind[:-1], "description")
+        print(("\n" if i else "") + _table(rows, header))
     return 0
 
 
@@ -95,7 +113,8 @@ def _set_dotted(target: dict[str, object], key: str, value: object) -> None:
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then the --config YAML file, then the flags, then dotted KEY=VALUE overrides."""
+    """Defaults, then the env's defaults for the tiny model (when the model is the tiny one), then the --config
+    YAML file, then the flags, then dotted KEY=VALUE overrides."""
     values: dict[str, object] = {}
     if args.config:
         import yaml
@@ -109,6 +128,13 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         _set_dotted(values, key, value)
     if "env" in values and "env_kwargs" not in values and values["env"] != TrainConfig.env:
         values["env_kwargs"] = {}  # the default env's kwargs do not carry over to another env
+    if values.get("model", TrainConfig.model) == "tiny" and "env" in values:
+        from rlvr.envs import tiny_defaults
+
+        defaults = tiny_defaults(str(values["env"]))
+        if "env_kwargs" in defaults:  # merged with the given env kwargs, which win
+            values["env_kwargs"] = {**defaults.pop("env_kwargs"), **values.get("env_kwargs", {})}
+        values = {**defaults, **values}
     return TrainConfig.from_dict(values)
 
 

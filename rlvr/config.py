@@ -58,6 +58,11 @@ class TrainConfig:
     warmstart_lr: float = 6e-3
     warmstart_weight_decay: float = 1.0
     warmstart_continue_prob: float = 0.7  # chance a warm-start target echoes the question after the answer
+    warmstart_tool_prob: float = 0.2  # multi-turn: chance a warm-start demonstration uses the env's tools
+    # multi-turn envs: an episode's reward is the "sum" of its step rewards or the "final" step's; an episode also
+    # ends once the tokens after its first prompt reach max_episode_tokens (0: only the env's max_turns end it)
+    episode_return: str = "sum"
+    max_episode_tokens: int = 0
     eval_every: int = 5
     eval_problems: int = 200
     eval_k: int = 4
@@ -74,6 +79,10 @@ class TrainConfig:
         for name in ("minibatch_size", "micro_batch_size", "micro_batch_tokens", "logit_chunk_tokens"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0: off), got {getattr(self, name)}")
+        if self.episode_return not in ("sum", "final"):
+            raise ValueError(f"episode_return must be 'sum' or 'final', got {self.episode_return!r}")
+        if self.max_episode_tokens < 0:
+            raise ValueError(f"max_episode_tokens must be >= 0 (0: off), got {self.max_episode_tokens}")
         if self.engine_batch_tokens < 1:
             raise ValueError(f"engine_batch_tokens must be >= 1, got {self.engine_batch_tokens}")
 

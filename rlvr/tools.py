@@ -1,13 +1,14 @@
 """Tools for multi-turn episodes. A tool is a plain Python function with type hints and a docstring; the model sees
 its JSON schema (transformers' `get_json_schema`, what chat templates take as `tools=`), writes calls in its text,
 and a registered parser reads them (default "hermes": `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`,
-the Hermes / Qwen format). `Toolbox.run` runs a call in a worker process under a hard deadline and always returns a
+the Hermes / Qwen format; "pythonic": `[name(key=value, ...)]`, Llama 3.2's). `Toolbox.run` runs a call in a worker process under a hard deadline and always returns a
 tool message: a malformed call, an unknown tool, bad arguments, an exception or a timeout is said to the model
 in the conversation, never raised in the trainer. The `python` tool runs model-written code in the code sandbox,
 never on the host."""
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
 import json
@@ -74,6 +75,54 @@ def parse_hermes(text: str) -> list[ParsedCall]:
     return calls
 
 
+PYTHONIC_START = re.compile(r"\[\s*[A-Za-z_]\w*\s*\(")
+
+
+@TOOL_PARSERS.register("pythonic")
+def parse_pythonic(text: str) -> list[ParsedCall]:
+    """The calls of a Python list of calls, `[name(key=value, ...), ...]`, starting at the first `[name(` of
+    `text` (the format of Llama 3.2's and vLLM's "pythonic" parser); arguments are keyword literals."""
+    start = PYTHONIC_START.search(text)
+    if start is None:
+        return []
+    end = text.rfind("]")
+    body = text[start.start():] if end < start.start() else text[start.start():end + 1]
+    try:
+        tree = ast.parse(body, mode="eval").body
+    except SyntaxError as exc:
+        return [MalformedCall(f"the tool call is not a Python list of calls ({exc.msg})")]
+    if not isinstance(tree, ast.List):
+        return [MalformedCall("the tool calls are one Python list, [name(key=value, ...)]")]
+    calls: list[ParsedCall] = []
+    for node in tree.elts:
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            calls.append(MalformedCall("each tool call is name(key=value, ...)"))
+        elif node.args or any(k.arg is None for k in node.keywords):
+            calls.append(MalformedCall(f"write the arguments of {node.func.id!r} as key=value"))
+        else:
+            try:
+                calls.append(ToolCall(node.func.id, {k.arg: ast.literal_eval(k.value) for k in node.keywords}))
+            except ValueError:
+                calls.append(MalformedCall(f"the arguments of {node.func.id!r} must be literals"))
+    return calls
+
+
+def write_hermes(calls: Sequence[ToolCall]) -> str:
+    """`calls` as the model writes them in the Hermes format (what `parse_hermes` reads)."""
+    return "".join(f"<tool_call>{json.dumps({'name': c.name, 'arguments': c.arguments})}</tool_call>"
+                   for c in calls)
+
+
+def write_pythonic(calls: Sequence[ToolCall]) -> str:
+    """`calls` as a Python list of calls (what `parse_pythonic` reads)."""
+    return "[" + ", ".join(f"{c.name}({', '.join(f'{k}={v!r}' for k, v in c.arguments.items())})"
+                           for c in calls) + "]"
+
+
+# How the built-in formats are written (the warm-start's demonstrations write calls; a plugin parser need not)
+TOOL_CALL_WRITERS: dict[str, Callable[[Sequence[ToolCall]], str]] = {"hermes": write_hermes,
+                                                                      "pythonic": write_pythonic}
+
 JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
 
 
@@ -98,11 +147,18 @@ class Toolbox:
         self.schemas = [get_json_schema(fn) for fn in tools]  # a missing type hint or docstring raises here
         self.parameters = {s["function"]["name"]: s["function"]["parameters"] for s in self.schemas}
         self.parse: ToolParser = TOOL_PARSERS.get(parser)
-        self.timeout, self.max_chars = timeout, max_chars
+        self.parser, self.timeout, self.max_chars = parser, timeout, max_chars
 
     def calls(self, text: str) -> list[ParsedCall]:
         """The calls in a model turn."""
         return self.parse(text)
+
+    def write(self, calls: Sequence[ToolCall]) -> str:
+        """`calls` in the text the parser reads (for demonstrations); only the built-in formats have a writer."""
+        if self.parser not in TOOL_CALL_WRITERS:
+            raise ValueError(f"tool parser {self.parser!r} has no writer of calls; those that do: "
+                             f"{', '.join(TOOL_CALL_WRITERS)}")
+        return TOOL_CALL_WRITERS[self.parser](calls)
 
     def run(self, call: ParsedCall) -> Message:
         """The tool message that answers `call`: its result, or "error: ..." saying what went wrong."""

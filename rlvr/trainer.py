@@ -3,6 +3,8 @@
     sample B prompts -> G completions each -> verify -> algorithm.select (dynamic sampling refills the batch)
     -> advantages -> old (and reference) logprobs -> mu epochs of minibatch updates -> weight sync
 
+(for a multi-turn env, G episodes of each of B problems, played turn by turn by `rlvr.rollout.episodes`),
+
 with held-out evaluation, JSONL metrics, checkpoints that resume exactly, and a clean stop on SIGINT/SIGTERM."""
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import json
 import random
 import signal
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,7 +28,9 @@ import rlvr
 from rlvr import algorithms, checkpoint
 from rlvr.algorithms.core import fit_generation_budget
 from rlvr.batch import PolicyBatch, build_batch, micro_batches, token_logprobs
+from rlvr.chat import ChatRenderer, ensure_chat_template
 from rlvr.config import TrainConfig
+from rlvr.envs.multiturn import MultiTurnEnv
 from rlvr.envs.prompt_env import PromptEnv
 from rlvr.envs.vector import GroupVectorEnv
 from rlvr.lm_head import check_output_head
@@ -35,10 +40,12 @@ from rlvr.models import disable_dropout, enable_activation_checkpointing, load_p
 from rlvr.parallel import SingleProcess
 from rlvr.precision import Precision
 from rlvr.rollout import Engine
+from rlvr.rollout.episodes import Episode, run_episodes
+from rlvr.rollout.hf import stop_token_ids
 from rlvr.sampling import Sampling
 from rlvr.types import Group, Message, Problem
 from rlvr.verifiers import make_executor
-from rlvr.warmstart import TINY_WARMSTART_STEPS, supervised_warmstart
+from rlvr.warmstart import TINY_WARMSTART_STEPS, AnswerTargets, EpisodeTargets, supervised_warmstart
 
 
 class Trainer:
@@ -56,15 +63,24 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.algo = algorithms.make(cfg.algo, **cfg.algo_kwargs)
         fit_generation_budget(self.algo, cfg.max_new_tokens)  # Dr. GRPO's MAX_TOKENS is the generation budget
-        self.env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": cfg.train_split}).unwrapped
-        if not isinstance(self.env, PromptEnv):
-            raise TypeError(f"{cfg.env} is a multi-turn env ({type(self.env).__name__}); the trainer rolls out "
-                            "single-turn PromptEnv tasks only so far (docs/multiturn.md says what is in place)")
-        self.eval_env: PromptEnv = rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": cfg.eval_split}).unwrapped
+        # a single-turn PromptEnv, or a multi-turn env over one (`task`: its problems, prompts and verifier)
+        self.env: PromptEnv | MultiTurnEnv = self.make_env(cfg.train_split)
+        self.eval_env: PromptEnv | MultiTurnEnv = self.make_env(cfg.eval_split)
+        self.multi_turn = isinstance(self.env, MultiTurnEnv)
+        self.task: PromptEnv = self.env.task if self.multi_turn else self.env
+        self.eval_task: PromptEnv = self.eval_env.task if self.multi_turn else self.eval_env
+        if not isinstance(self.task, PromptEnv):
+            raise TypeError(f"{cfg.env} is a {type(self.env).__name__}; the trainer rolls out a PromptEnv or a "
+                            "MultiTurnEnv over one")
         self.executor = make_executor(cfg.executor)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
         self.dtype = resolve_dtype(cfg.dtype, device)
         self.model, self.tokenizer = load_policy(cfg.model, dtype=self.dtype, device=device)
+        if self.multi_turn:
+            if not cfg.chat_template:
+                raise ValueError(f"{cfg.env} is multi-turn: its conversations are rendered with a chat template "
+                                 "(chat_template=False cannot be honoured)")
+            ensure_chat_template(self.tokenizer)  # a plain one for a tokenizer without (rlvr.chat)
         disable_dropout(self.model).train()  # training mode (for gradient checkpointing), the engine's distribution
         if cfg.gradient_checkpointing:
             enable_activation_checkpointing(self.model)
@@ -80,19 +96,30 @@ class Trainer:
         self.add_special_tokens = not self.use_chat  # a chat template writes the special tokens itself
         self.engine = self._make_engine()
         self.sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k)
-        # the training episodes: B problems x G completions of the same vector env a user would step, drawing its
-        # problems from the run's seeded data stream (which checkpoints save)
-        self.venv = GroupVectorEnv(self.env, cfg.num_prompts, cfg.group_size, self.executor)
-        self.data_rng = self.venv.np_random = np.random.default_rng(cfg.seed)
+        # the run's seeded data stream (which checkpoints save): every training problem is drawn from it
+        self.data_rng = np.random.default_rng(cfg.seed)
+        # single-turn: B problems x G completions of the same vector env a user would step; multi-turn: B x G
+        # instances of the env, each playing one episode of a round (`play`), rendered by `renderer`
+        self.venv = None if self.multi_turn else GroupVectorEnv(self.env, cfg.num_prompts, cfg.group_size,
+                                                                self.executor)
+        if self.venv is not None:
+            self.venv.np_random = self.data_rng
+        self.renderer = ChatRenderer(self.tokenizer, stop_token_ids(self.rollout_model, self.tokenizer),
+                                     tools=self.env.tools) if self.multi_turn else None
+        self.episode_envs: dict[str, list[MultiTurnEnv]] = {}
         self.step = 0
         self.ref_model: torch.nn.Module | None = None
         # what the loss's forward runs through: the policy, DDP's wrapper of it, or (in place) FSDP's shards of it
         self.learner: torch.nn.Module = self.parallel.wrap(self.model, self.rollout_model,
                                                             keep_reference=self.algo.beta > 0)
         self.make_optimizer()
-        self.eval_set = self.eval_env.source.distinct(cfg.eval_problems)
+        self.eval_set = self.eval_task.source.distinct(cfg.eval_problems)
         self._stop_requested = False
         self.metrics = MetricsSink(self.out, tensorboard=cfg.tensorboard)
+
+    def make_env(self, split: str) -> PromptEnv | MultiTurnEnv:
+        """The run's env on `split`, unwrapped."""
+        return rlvr.make(self.cfg.env, **{**self.cfg.env_kwargs, "split": split}).unwrapped
 
     def close(self) -> None:
         """Stop what this trainer started: its verifier executor's workers, its engine's workers or Ray actors, and
@@ -139,6 +166,13 @@ class Trainer:
         """The prompt an episode of `problem` in `env` starts from (what `render_prompt` made of its reset)."""
         return self.render_prompt(env.format_prompt(problem), env.messages(problem))
 
+    def first_prompt(self, problem: Problem) -> str | list[int]:
+        """What the learner puts before an episode's completion: the single-turn prompt text, or a multi-turn
+        episode's first-prompt ids (as `Episode.start` renders them)."""
+        if self.multi_turn:
+            return self.renderer.prompt(self.task.messages(problem))
+        return self.prompt_text(problem, self.env)
+
     def episodes(self, venv: GroupVectorEnv, sampling: Sampling, options: dict[str, Any] | None = None) -> list[Group]:
         """One batch of grouped episodes, stepped as a user would: reset the vector env (B problems, `options` as
         its reset's), generate G completions per prompt with the engine, step with them, and group the result."""
@@ -149,8 +183,22 @@ class Trainer:
         *_, infos = venv.step(actions)
         return venv.groups(actions, infos)
 
-    def rollout(self, problems: list[Problem], n: int, sampling: Sampling, env: PromptEnv) -> list[Group]:
-        """`n` episodes of each of `problems` (a held-out set, say) in `env`."""
+    def play(self, problems: list[Problem], n: int, sampling: Sampling,
+             held_out: bool) -> tuple[list[Group], list[Episode]]:
+        """`n` multi-turn episodes of each of `problems`, one instance of the env (of the held-out or the training
+        split) per episode, every turn of the active episodes generated in one engine call."""
+        split = self.cfg.eval_split if held_out else self.cfg.train_split
+        envs = self.episode_envs.setdefault(split, [])
+        envs.extend(self.make_env(split) for _ in range(len(problems) * n - len(envs)))
+        budget = self.cfg.max_episode_tokens or sys.maxsize
+        return run_episodes(self.engine, self.renderer, envs[:len(problems) * n], problems, n, sampling, budget,
+                            self.cfg.episode_return)
+
+    def rollout(self, problems: list[Problem], n: int, sampling: Sampling, held_out: bool = True) -> list[Group]:
+        """`n` episodes of each of `problems` (the held-out set, say)."""
+        if self.multi_turn:
+            return self.play(problems, n, sampling, held_out)[0]
+        env = self.eval_env if held_out else self.env
         return self.episodes(GroupVectorEnv(env, len(problems), n, self.executor), sampling, {"problems": problems})
 
     def collect(self) -> tuple[list[Group], dict[str, float]]:
@@ -158,11 +206,15 @@ class Trainer:
         cfg, kept, drawn, rounds = self.cfg, [], 0, 0
         limit = self.algo.max_gen_rounds if self.algo.dynamic_sampling else 1
         while len(kept) < cfg.num_prompts and rounds < limit:
-            groups = self.episodes(self.venv, self.sampling)
+            if self.multi_turn:
+                problems = [self.task.source.sample(self.data_rng) for _ in range(cfg.num_prompts)]
+                groups, episodes = self.play(problems, cfg.group_size, self.sampling, held_out=False)
+            else:
+                groups, episodes = self.episodes(self.venv, self.sampling), []
             drawn, rounds = drawn + len(groups), rounds + 1
             kept.extend(self.algo.select(groups))
             if rounds == 1:
-                first = groups  # reward statistics describe the policy, before any filtering
+                first, played = groups, episodes  # statistics describe the policy, before any filtering
         kept = kept[:cfg.num_prompts]
         completions = [c for g in first for c in g.completions]
         stats = {
@@ -171,8 +223,10 @@ class Trainer:
             "length": float(np.mean([c.num_sampled for c in completions])),
             "truncated": float(np.mean([c.truncated for c in completions])),
             "gen/groups_drawn": drawn, "gen/groups_kept": len(kept), "gen/groups_dropped": drawn - len(kept),
-            "gen/rounds": rounds,
-        }
+            "gen/rounds": rounds}
+        if played:
+            stats["episode/turns"] = float(np.mean([len(e.turns) for e in played]))
+            stats["episode/tool_calls"] = float(np.mean([e.tool_calls for e in played]))
         return kept, stats
 
     # -- the update ----------------------------------------------------------------------------------------
@@ -181,7 +235,7 @@ class Trainer:
         cfg, algo = self.cfg, self.algo
         groups = self.parallel.shard(groups)
         completions = [c for g in groups for c in g.completions]
-        prompts = [self.prompt_text(g.problem, self.env) for g in groups for _ in g.completions]
+        prompts = [self.first_prompt(g.problem) for g in groups for _ in g.completions]
         batch = build_batch(self.tokenizer, prompts, completions, add_special_tokens=self.add_special_tokens)
         keep = torch.tensor([0.0 if v.mask else 1.0 for g in groups for v in g.verdicts])
         batch.completion_mask *= keep[:, None]  # verifier-masked completions (e.g. truncated) leave the loss
@@ -231,7 +285,7 @@ class Trainer:
                 self.precision.step(self.optimizer)
                 self.scheduler.step()
         self.sync_engine()
-        engine_lp = _padded([c.logprobs or [] for c in completions], mask.shape)
+        engine_lp = batch.engine_logprobs(completions)
         metrics = {"entropy": float((entropy.sum() / mask.sum().clamp(min=1))),
                    "logprob_mismatch": float(((engine_lp - old_logp).abs() * mask).sum() / mask.sum().clamp(min=1)),
                    **algorithms.group_metrics(rewards)}
@@ -289,10 +343,10 @@ class Trainer:
         """Greedy pass@1 and sampled pass@k on the held-out problems (on the main process; {} on the others)."""
         if not self.is_main:
             return {}
-        greedy = self.rollout(self.eval_set, 1, Sampling(self.cfg.max_new_tokens, temperature=0.0), self.eval_env)
+        greedy = self.rollout(self.eval_set, 1, Sampling(self.cfg.max_new_tokens, temperature=0.0))
         out = {"eval/pass@1": float(np.mean([g.verdicts[0].correct for g in greedy]))}
         if self.cfg.eval_k > 1:
-            sampled = self.rollout(self.eval_set, self.cfg.eval_k, self.sampling, self.eval_env)
+            sampled = self.rollout(self.eval_set, self.cfg.eval_k, self.sampling)
             out[f"eval/pass@{self.cfg.eval_k}"] = float(np.mean([g.num_correct > 0 for g in sampled]))
         return out
 
@@ -423,26 +477,22 @@ class Trainer:
     def _warmstart(self) -> None:
         """The supervised warm-start, on the main process; then every rank's learner starts from its result."""
         self.parallel.barrier()  # every rank has reset the run directory before the main process writes to it
-        steps = self.cfg.warmstart_steps
+        cfg = self.cfg
+        steps = cfg.warmstart_steps
         if steps is None:
-            steps = TINY_WARMSTART_STEPS if self.cfg.model == "tiny" else 0
+            steps = TINY_WARMSTART_STEPS if cfg.model == "tiny" else 0
         if steps and self.is_main:
+            targets = (EpisodeTargets(self.env, self.renderer, cfg.warmstart_tool_prob) if self.multi_turn
+                       else AnswerTargets(self.env, self.tokenizer, cfg.warmstart_continue_prob))
             # a LoRA policy's warm-start trains its base model (from scratch, for "tiny"); RL then the adapters
             with base_model_trainable(self.rollout_model) if self.lora else contextlib.nullcontext():
-                losses = supervised_warmstart(self.rollout_model, self.tokenizer, self.env, steps,
-                                              lr=self.cfg.warmstart_lr, weight_decay=self.cfg.warmstart_weight_decay,
-                                              continue_prob=self.cfg.warmstart_continue_prob, seed=self.cfg.seed + 1,
-                                              progress=self.cfg.progress and self.is_main)
+                losses = supervised_warmstart(self.rollout_model, self.tokenizer, targets, steps, lr=cfg.warmstart_lr,
+                                              weight_decay=cfg.warmstart_weight_decay, seed=cfg.seed + 1,
+                                              micro_batch_tokens=cfg.micro_batch_tokens,
+                                              progress=cfg.progress and self.is_main)
             self.log({"step": 0, "warmstart/steps": steps, "warmstart/final_loss": losses[-1]})
             self.engine.sync_weights(self.rollout_model)  # not sync_engine(): only rank 0 warm-starts, no gather
         self.parallel.broadcast_parameters(self.model, self.rollout_model)
-
-
-def _padded(rows: list[list[float]], shape: torch.Size) -> torch.Tensor:
-    out = torch.zeros(shape)
-    for i, row in enumerate(rows):
-        out[i, :len(row)] = torch.tensor(row[:shape[1]])
-    return out
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> list[dict[str, Any]]:

@@ -58,22 +58,30 @@ def test_an_update_on_episodes_of_different_turns_equals_the_float64_reference(t
     ]
     rewards = [[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0]]
     groups = [Group(p, cs, [Verdict(r, bool(r)) for r in rs]) for p, cs, rs in zip(problems, episodes, rewards)]
+    dapo_reference_update(trainer, groups)
 
-    # the reference: float64 copy of the policy, log-probs from the full logits, DAPO's loss at rho = 1, whose
-    # gradient is -1/sum|o_i| sum_i A_i sum_{t: model token} grad log pi(o_i^t)
+
+def dapo_reference_update(trainer: Trainer, groups: list[Group]) -> None:
+    """`trainer.update(groups)` (one SGD step, lr 1) against a float64 reference: a copy of the policy, log-probs
+    from the full logits, DAPO's loss at rho = 1, whose gradient is
+    -1/sum|o_i| sum_i A_i sum_{t: model token} grad log pi(o_i^t)."""
+    tok = trainer.tokenizer
     ref = copy.deepcopy(trainer.model).double()
     loss = torch.zeros((), dtype=torch.float64)
-    n_model = sum(c.num_sampled for cs in episodes for c in cs)
-    for problem, completions, rs in zip(problems, episodes, rewards):
+    n_model = sum(c.num_sampled for g in groups for c in g.completions)
+    for group in groups:
+        rs = group.rewards
         mean = sum(rs) / len(rs)
         std = math.sqrt(sum((r - mean) ** 2 for r in rs) / (len(rs) - 1))
-        prompt = tok(trainer.prompt_text(problem, env), add_special_tokens=trainer.add_special_tokens)["input_ids"]
-        for c, r in zip(completions, rs):
+        prompt = trainer.first_prompt(group.problem)
+        if isinstance(prompt, str):
+            prompt = tok(prompt, add_special_tokens=trainer.add_special_tokens)["input_ids"]
+        for c, r in zip(group.completions, rs):
             advantage = (r - mean) / (std + 1e-6)
             ids = torch.tensor([prompt + c.token_ids])
             logits = ref(input_ids=ids).logits[0, len(prompt) - 1:-1]
             logp = torch.log_softmax(logits, -1).gather(1, torch.tensor(c.token_ids)[:, None])[:, 0]
-            for t, m in enumerate(c.loss_mask):
+            for t, m in enumerate(c.loss_mask or [1] * len(c.token_ids)):
                 if m:
                     loss = loss - advantage * torch.exp(logp[t] - logp[t].detach()) / n_model
     loss.backward()
@@ -90,4 +98,3 @@ def test_an_update_on_episodes_of_different_turns_equals_the_float64_reference(t
         torch.testing.assert_close(step, r.grad, rtol=1e-4, atol=1e-6)
         moved |= bool(step.abs().max() > 0)
     assert moved
-

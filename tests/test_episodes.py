@@ -37,7 +37,8 @@ def test_episodes_are_sampled_ids_plus_rendered_replies_and_the_learner_agrees()
     envs = [rlvr.make(env_id, **kwargs).unwrapped for _ in range(2 * 3)]
     renderer = ChatRenderer(tokenizer, engine.stop_ids, tools=envs[0].tools)
     torch.manual_seed(0)
-    groups, prompts = run_episodes(engine, renderer, envs, problems, 3, sampling, max_tokens=200)
+    groups, episodes = run_episodes(engine, renderer, envs, problems, 3, sampling, max_tokens=200)
+    prompts = [e.prompt_ids for e in episodes]
     completions = [c for g in groups for c in g.completions]
     assert [len(g) for g in groups] == [3, 3]
     turns = []
@@ -108,7 +109,8 @@ def test_a_tool_episode_is_the_templates_conversation_with_a_system_prompt_and_t
     call = '<tool_call>{"name": "calculator", "arguments": {"expression": "%s"}}</tool_call>' % expression
     engine = ScriptedEngine(tokenizer, end, [call, f"The answer is {problem.answer}."])
     renderer = ChatRenderer(tokenizer, {end}, tools=env.tools)
-    [group], [prompt] = run_episodes(engine, renderer, [env], [problem], 1, Sampling(64), max_tokens=4096)
+    [group], [episode] = run_episodes(engine, renderer, [env], [problem], 1, Sampling(64), max_tokens=4096)
+    prompt = episode.prompt_ids
     [completion], [verdict] = group.completions, group.verdicts
     assert verdict.correct and verdict.reward == 1.0
     assert [m["role"] for m in env.conversation] == ["system", "user", "assistant", "tool", "assistant"]

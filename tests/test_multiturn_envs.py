@@ -89,13 +89,6 @@ def test_tool_env_gives_any_single_turn_task_tools():
     assert env.step(env.problem.answer)[1] == 1.0
 
 
-def test_the_trainer_says_it_does_not_train_multi_turn_envs_yet(tmp_path):
-    from rlvr.trainer import TrainConfig, Trainer
-
-    with pytest.raises(TypeError, match="rlvr/Calculator-v0 is a multi-turn env"):
-        Trainer(TrainConfig(env="rlvr/Calculator-v0", env_kwargs={}, out_dir=str(tmp_path), warmstart_steps=0))
-
-
 def test_code_feedback_answers_a_failed_attempt_with_the_sandboxs_error(data_dir):
     env = gym.make("rlvr/CodeFeedback-v0", path=str(data_dir / "humaneval_mini.jsonl"), max_turns=2)
     env.reset(options={"problem_id": "Mini/0"})

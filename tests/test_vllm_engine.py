@@ -300,7 +300,8 @@ def test_multi_turn_episodes_on_vllm_are_sampled_ids_plus_rendered_replies(tmp_p
     envs = [rlvr.make("rlvr/GuessNumber-v0", **kwargs).unwrapped for _ in range(4)]
     sampling = Sampling(max_new_tokens=10, temperature=1.0, stop=("\n",))
     renderer = ChatRenderer(tokenizer, {tokenizer.eos_token_id, end})
-    groups, prompts = run_episodes(engine, renderer, envs, problems, 2, sampling, max_tokens=200)
+    groups, episodes = run_episodes(engine, renderer, envs, problems, 2, sampling, max_tokens=200)
+    prompts = [e.prompt_ids for e in episodes]
     completions = [c for g in groups for c in g.completions]
     assert max(env.turns for env in envs) > 1
     batch = build_batch(tokenizer, prompts, completions, add_special_tokens=False)

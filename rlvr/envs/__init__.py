@@ -8,7 +8,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from rlvr.envs.builtin import BUILTIN_ENVS
+from rlvr.envs.builtin import BUILTIN_ENVS, TINY_DEFAULTS
 from rlvr.envs.prompt_env import PromptEnv
 from rlvr.envs.vector import GroupVectorEnv, to_groups
 from rlvr.registry import iter_plugins, suggest
@@ -19,12 +19,24 @@ _plugins_loaded = False
 
 
 _rlvr_ids: set[str] = set()
+_tiny_defaults: dict[str, dict[str, Any]] = {}
 
 
-def register(id: str, entry_point: Any, **kwargs: Any) -> None:
-    """Register an env with Gymnasium (the same call as `gymnasium.register`) and list it in `rlvr list`."""
+def register(id: str, entry_point: Any, tiny_defaults: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """Register an env with Gymnasium (the same call as `gymnasium.register`) and list it in `rlvr list`.
+    `tiny_defaults` are TrainConfig values that `rlvr train --env ID` uses with the built-in tiny model (the
+    generation budget, the warm-start, env kwargs), below a config file's and the command line's."""
     gym.register(id=id, entry_point=entry_point, **kwargs)
     _rlvr_ids.add(id)
+    if tiny_defaults:
+        _tiny_defaults[id] = dict(tiny_defaults)
+
+
+def tiny_defaults(id: str) -> dict[str, Any]:
+    """The TrainConfig values registered for training the tiny model on env `id` ({} if none)."""
+    if id not in gym.registry:
+        load_plugins()
+    return dict(_tiny_defaults.get(id, {}))
 
 
 def load_plugins() -> None:
@@ -71,6 +83,7 @@ def make_vec(id: str, num_prompts: int, group_size: int, executor: str | Executo
 
 
 for _id, _factory in BUILTIN_ENVS.items():
-    register(_id, f"rlvr.envs.builtin:{_factory.__name__}")
+    register(_id, f"rlvr.envs.builtin:{_factory.__name__}", tiny_defaults=TINY_DEFAULTS.get(_id))
 
-__all__ = ["GroupVectorEnv", "PromptEnv", "load_plugins", "make", "make_vec", "names", "register", "to_groups"]
+__all__ = ["GroupVectorEnv", "PromptEnv", "load_plugins", "make", "make_vec", "names", "register", "tiny_defaults",
+           "to_groups"]

@@ -11,6 +11,8 @@ from rlvr.envs.tasks.arithmetic import Arithmetic
 from rlvr.envs.tasks.countdown import Countdown
 from rlvr.envs.tasks.files import MATH_FIELDS, CodeFile, MathFile
 from rlvr.safe_eval import evaluate
+from rlvr.tools import ToolCall
+from rlvr.types import Problem
 
 MATH_TEMPLATE = "{prompt}\nPlease reason step by step, and put your final answer within \\boxed{}."
 CODE_TEMPLATE = ("Complete the following Python function. Reply with the full function in a ```python code "
@@ -26,7 +28,7 @@ def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def arithmetic(**kwargs: Any) -> PromptEnv:
-    """Integer arithmetic, `level` 1..5; the prompt is the bare expression followed by `=`."""
+    """Integer arithmetic, `level` 1..7; the prompt is the bare expression followed by `=`."""
     source_kw, env_kw = _split(kwargs)
     return PromptEnv(Arithmetic(**source_kw), **{"template": "{prompt} =", **env_kw})
 
@@ -68,16 +70,22 @@ def calculator(expression: str) -> str:
     return str(value.numerator if value.denominator == 1 else value)
 
 
+def calculator_solution(problem: Problem) -> list[ToolCall]:
+    """The call that solves an arithmetic problem: the calculator on its expression."""
+    return [ToolCall("calculator", {"expression": problem.meta["expression"]})]
+
+
 CALCULATOR_TEMPLATE = "{prompt} = ? You may call the calculator tool."
 
 
-def calculator_env(max_turns: int = 3, tool_timeout: float = 5.0, **kwargs: Any) -> ToolEnv:
+def calculator_env(max_turns: int = 3, tool_timeout: float = 5.0, parser: str = "hermes", **kwargs: Any) -> ToolEnv:
     """Products of a three-digit and a two-digit number, and two-product sums (Arithmetic level 7), with a
     `calculator` tool; the final answer is scored by the `math` verifier."""
     render_mode = kwargs.pop("render_mode", None)
     source_kw, env_kw = _split({"level": 7, **kwargs})
     task = PromptEnv(Arithmetic(**source_kw), **{"template": CALCULATOR_TEMPLATE, **env_kw})
-    return ToolEnv(task, [calculator], max_turns=max_turns, tool_timeout=tool_timeout, render_mode=render_mode)
+    return ToolEnv(task, [calculator], max_turns=max_turns, tool_timeout=tool_timeout, parser=parser,
+                   solution=calculator_solution, render_mode=render_mode)
 
 
 def guess_number(high: int = 100, max_turns: int = 7, **kwargs: Any) -> GuessNumber:
@@ -104,4 +112,14 @@ BUILTIN_ENVS = {
     "rlvr/Calculator-v0": calculator_env,
     "rlvr/GuessNumber-v0": guess_number,
     "rlvr/CodeFeedback-v0": code_feedback,
+}
+
+# What `rlvr train --env ID` trains the built-in tiny character model with (docs/multiturn.md, "Calculator"): the
+# compact pythonic call format and a bare prompt keep an episode near 60 characters; the warm-start demonstrates
+# the calculator in a fifth of its episodes, so RL starts from a policy that can use it but rarely does; forward
+# passes pack rows of like length (short direct answers, long tool episodes).
+TINY_DEFAULTS = {
+    "rlvr/Calculator-v0": {"env_kwargs": {"parser": "pythonic", "template": "{prompt} ="}, "max_new_tokens": 48,
+                           "warmstart_steps": 800, "warmstart_tool_prob": 0.2, "micro_batch_tokens": 1024,
+                           "steps": 20, "eval_k": 1},
 }

@@ -19,7 +19,7 @@ import gymnasium as gym
 
 from rlvr.envs.prompt_env import PromptEnv
 from rlvr.envs.tasks.base import ProceduralSource, Split
-from rlvr.tools import Toolbox
+from rlvr.tools import ToolCall, Toolbox
 from rlvr.types import Completion, Message, Problem, Verdict
 
 
@@ -56,6 +56,12 @@ class MultiTurnEnv(gym.Env[str, str]):
     def reply(self, turn: str) -> Reply:
         """How the task answers the model's turn `turn` (the conversation so far is `self.conversation`)."""
         raise NotImplementedError
+
+    def demonstration(self, problem: Problem, use_tools: bool) -> list[str]:
+        """The model's turns of a gold episode of `problem` (with the env's tools, or without), for a supervised
+        warm-start; a task that can write one overrides this."""
+        raise NotImplementedError(f"{type(self).__name__} writes no demonstrations for a warm-start; train a "
+                                  "model that can already play it, with warmstart_steps=0")
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         """Pose a problem (drawn, or `options["problem"]` / `options["problem_id"]`)."""
@@ -100,13 +106,26 @@ class MultiTurnEnv(gym.Env[str, str]):
 
 class ToolEnv(MultiTurnEnv):
     """A single-turn task with tools: a turn with tool calls gets their results (or errors) back; a turn without
-    one is the final answer, scored by the task's verifier (reward 1 for a right answer; no reward otherwise)."""
+    one is the final answer, scored by the task's verifier (reward 1 for a right answer; no reward otherwise).
+    `solution(problem)`, when given, names the calls that solve a problem: the warm-start's demonstrations make
+    them, then answer with the gold answer."""
 
     def __init__(self, task: PromptEnv, tools: Sequence[Callable[..., Any]], max_turns: int = 4,
-                 tool_timeout: float = 5.0, parser: str = "hermes", render_mode: str | None = None) -> None:
+                 tool_timeout: float = 5.0, parser: str = "hermes",
+                 solution: Callable[[Problem], list[ToolCall]] | None = None, render_mode: str | None = None) -> None:
         super().__init__(task, max_turns=max_turns, render_mode=render_mode)
         self.toolbox = Toolbox(tools, timeout=tool_timeout, parser=parser)
         self.tools = self.toolbox.schemas
+        self.solution = solution
+
+    def demonstration(self, problem: Problem, use_tools: bool) -> list[str]:
+        """The solution's calls in one turn, then the gold answer; or (without tools, or no solution) the gold
+        answer at once."""
+        if problem.answer is None:
+            raise ValueError(f"problem {problem.id!r} has no gold answer to demonstrate")
+        if use_tools and self.solution is not None:
+            return [self.toolbox.write(self.solution(problem)), problem.answer]
+        return [problem.answer]
 
     def reply(self, turn: str) -> Reply:
         calls = self.toolbox.calls(turn)
