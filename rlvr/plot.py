@@ -14,6 +14,8 @@ CURVES = {
     "clip_frac_low": "clip fraction (low)",
     "entropy": "policy entropy (nats/token)",
     "kl_ref": "KL to reference",
+    "episode/turns": "turns per episode",
+    "episode/tool_calls": "tool calls per episode",
 }
 
 

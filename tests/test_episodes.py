@@ -111,6 +111,7 @@ def test_a_tool_episode_is_the_templates_conversation_with_a_system_prompt_and_t
     renderer = ChatRenderer(tokenizer, {end}, tools=env.tools)
     [group], [episode] = run_episodes(engine, renderer, [env], [problem], 1, Sampling(64), max_tokens=4096)
     prompt = episode.prompt_ids
+    assert (len(episode.turns), episode.tool_calls) == (2, 1)
     [completion], [verdict] = group.completions, group.verdicts
     assert verdict.correct and verdict.reward == 1.0
     assert [m["role"] for m in env.conversation] == ["system", "user", "assistant", "tool", "assistant"]
@@ -122,3 +123,26 @@ def test_a_tool_episode_is_the_templates_conversation_with_a_system_prompt_and_t
     assert engine.prompts[1] == [prompt + completion.token_ids[:first_turn + completion.loss_mask[first_turn:].index(1)]]
     masked = tokenizer.decode([t for t, m in zip(completion.token_ids, completion.loss_mask) if not m])
     assert f"<tool_response>\n{problem.answer}\n</tool_response>" in masked and "calculator" not in masked
+
+
+class Rewarded(rlvr.envs.multiturn.MultiTurnEnv):
+    """Reward 0.5 for every turn; the third one finishes the episode with 1.0."""
+
+    def reply(self, turn):
+        if self.turns == 3:
+            return rlvr.envs.multiturn.Reply([], 1.0, True, rlvr.types.Verdict(1.0, True))
+        return rlvr.envs.multiturn.Reply([{"role": "user", "content": "again"}], 0.5)
+
+
+@pytest.mark.parametrize("episode_return,expected", [("sum", 2.0), ("final", 1.0)])
+def test_the_episode_return_is_the_sum_of_step_rewards_or_the_final_one(episode_return, expected):
+    model, tokenizer, end = chat_policy()
+    engine = HFEngine(model, tokenizer, add_special_tokens=False)
+    task = rlvr.make("rlvr/Arithmetic-v0").unwrapped
+    envs = [Rewarded(task, max_turns=5) for _ in range(2)]
+    renderer = ChatRenderer(tokenizer, engine.stop_ids)
+    [group], episodes = run_episodes(engine, renderer, envs, task.source.distinct(1), 2, Sampling(4), 4096,
+                                     episode_return)
+    assert group.rewards == [expected, expected] and [len(e.turns) for e in episodes] == [3, 3]
+    with pytest.raises(ValueError, match="episode_return must be 'sum' or 'final'"):
+        run_episodes(engine, renderer, envs, task.source.distinct(1), 2, Sampling(4), 4096, "mean")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from tool_fixtures import add, fail, shout, sleep
 
-from rlvr.tools import TOOL_PARSERS, MalformedCall, ToolCall, Toolbox, parse_hermes
+from rlvr.tools import (TOOL_PARSERS, MalformedCall, ToolCall, Toolbox, parse_hermes, parse_pythonic, write_hermes,
+                        write_pythonic)
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,32 @@ def test_hermes_calls_are_parsed_in_order():
     assert parse_hermes('<tool_call>["add"]</tool_call>')[0] == MalformedCall(
         'a tool call is a JSON object {"name": ..., "arguments": {...}}')
     assert TOOL_PARSERS.get("hermes") is parse_hermes
+
+
+def test_pythonic_calls_are_read_as_literals_never_evaluated():
+    text = "Let me add. [add(x=2, y=3), shout(text='hi')] done"
+    assert parse_pythonic(text) == [ToolCall("add", {"x": 2, "y": 3}), ToolCall("shout", {"text": "hi"})]
+    assert parse_pythonic("no call, [1, 2] is a list") == []
+    assert parse_pythonic("[add(2, 3)]") == [MalformedCall("write the arguments of 'add' as key=value")]
+    assert parse_pythonic("[add(x=__import__('os').getpid())]") == [
+        MalformedCall("the arguments of 'add' must be literals")]
+    [unclosed] = parse_pythonic("[add(x=1")  # generation stopped inside the call
+    assert unclosed.error.startswith("the tool call is not a Python list of calls (")
+    assert parse_pythonic("[add(x=1), 3]")[1] == MalformedCall("each tool call is name(key=value, ...)")
+    assert TOOL_PARSERS.get("pythonic") is parse_pythonic
+
+
+@pytest.mark.parametrize("parse,write", [(parse_hermes, write_hermes), (parse_pythonic, write_pythonic)])
+def test_the_built_in_formats_write_what_they_read(parse, write):
+    calls = [ToolCall("add", {"x": 1, "y": -2}), ToolCall("shout", {"text": "it's \"quoted\""})]
+    assert parse(write(calls)) == calls
+    assert Toolbox([add, shout], parser="pythonic").write(calls[:1]) == "[add(x=1, y=-2)]"
+
+
+def test_a_parser_without_a_writer_cannot_write_demonstrations():
+    TOOL_PARSERS.register("test-plain", parse_hermes)
+    with pytest.raises(ValueError, match="tool parser 'test-plain' has no writer of calls"):
+        Toolbox([add], parser="test-plain").write([ToolCall("add", {"x": 1})])
 
 
 def test_a_call_returns_its_result_as_a_tool_message(box):
