@@ -34,6 +34,7 @@ class TrainConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
+    stop: list[str] = field(default_factory=list)  # a turn also ends after any of these, e.g. ["</tool_call>"]
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 5

@@ -15,7 +15,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,7 @@ class Trainer:
         self.use_chat = cfg.chat_template and getattr(self.tokenizer, "chat_template", None) is not None
         self.add_special_tokens = not self.use_chat  # a chat template writes the special tokens itself
         self.engine = self._make_engine()
-        self.sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k)
+        self.sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k, tuple(cfg.stop))
         # the run's seeded data stream (which checkpoints save): every training problem is drawn from it
         self.data_rng = np.random.default_rng(cfg.seed)
         # single-turn: B problems x G completions of the same vector env a user would step; multi-turn: B x G
@@ -343,7 +343,7 @@ class Trainer:
         """Greedy pass@1 and sampled pass@k on the held-out problems (on the main process; {} on the others)."""
         if not self.is_main:
             return {}
-        greedy = self.rollout(self.eval_set, 1, Sampling(self.cfg.max_new_tokens, temperature=0.0))
+        greedy = self.rollout(self.eval_set, 1, replace(self.sampling, temperature=0.0))
         out = {"eval/pass@1": float(np.mean([g.verdicts[0].correct for g in greedy]))}
         if self.cfg.eval_k > 1:
             sampled = self.rollout(self.eval_set, self.cfg.eval_k, self.sampling)

@@ -29,7 +29,7 @@ def chat_policy():
 
 def test_episodes_are_sampled_ids_plus_rendered_replies_and_the_learner_agrees():
     """A random policy plays GuessNumber (every turn gets a reply, so episodes run several turns)."""
-    env_id, kwargs = "rlvr/GuessNumber-v0", {"high": 9, "max_turns": 3}
+    env_id, kwargs = "rlvr/GuessNumber-v0", {"high": 9, "max_turns": 3, "system_prompt": "Guess well."}
     model, tokenizer, end = chat_policy()
     engine = HFEngine(model, tokenizer, add_special_tokens=False)
     sampling = Sampling(10, temperature=1.0)
@@ -41,7 +41,7 @@ def test_episodes_are_sampled_ids_plus_rendered_replies_and_the_learner_agrees()
     prompts = [e.prompt_ids for e in episodes]
     completions = [c for g in groups for c in g.completions]
     assert [len(g) for g in groups] == [3, 3]
-    turns = []
+    turns, checked = [], 0
     for env, c, prompt in zip(envs, completions, prompts):
         assert len(c.token_ids) == len(c.logprobs) == len(c.loss_mask)
         assert prompt == renderer.prompt(env.task.messages(env.problem))
@@ -52,7 +52,19 @@ def test_episodes_are_sampled_ids_plus_rendered_replies_and_the_learner_agrees()
         for reply in played[:last_turn]:
             assert reply["role"] == "assistant" or reply["content"] in env_text
         turns.append(env.turns)
-    assert max(turns) > 1  # some episodes took several turns
+        # id for id the template's rendering of the whole conversation (up to the end of the last model turn)
+        # id for id the template's rendering of the whole conversation up to the end of the last model turn, where
+        # the model's text re-renders as it was sampled (a random policy sometimes samples a special token, which
+        # its text leaves out: the exact-token rule is why the trained sequence keeps it all the same)
+        specials = set(tokenizer.all_special_ids) - {end}
+        if not specials & {t for t, m in zip(c.token_ids, c.loss_mask) if m}:
+            head = len(env.task.messages(env.problem)) + last_turn + 1  # the reply to the last turn is not kept
+            rendered = renderer.ids(env.conversation[:head], generation_prompt=False)
+            sequence = prompt + c.token_ids
+            assert rendered[:len(sequence)] == sequence
+            assert set(tokenizer.decode(rendered[len(sequence):])) <= set("<|im_end|>\n")
+            checked += 1
+    assert max(turns) > 1 and checked >= 3  # some episodes took several turns
 
     batch = build_batch(tokenizer, prompts, completions, add_special_tokens=False)
     assert all(batch.completion_mask[i, :len(c.loss_mask)].tolist() == c.loss_mask for i, c in enumerate(completions))

@@ -105,3 +105,23 @@ def test_code_feedback_answers_a_failed_attempt_with_the_sandboxs_error(data_dir
     _, reward, terminated, truncated, info = env.step(wrong)  # the last attempt fails too: its verdict stays
     assert (reward, terminated, truncated) == (0.0, False, True)
     assert info["verdict"].error.startswith("test 0: wrong answer")
+
+
+def test_gsm8k_with_the_python_tool(data_dir, request):
+    """Any single-turn task gets tools: GSM8K rows with the sandboxed python tool."""
+    import json
+
+    from rlvr.tools import python
+    from rlvr.verifiers.worker import stop_helpers
+
+    request.addfinalizer(stop_helpers)
+    task = rlvr.make("rlvr/GSM8K-v0", path=str(data_dir / "gsm8k_sample.jsonl")).unwrapped
+    env = ToolEnv(task, [python], tool_timeout=30.0)
+    [natalia] = [p for p in task.source.distinct(len(task.source)) if p.answer == "72"]
+    _, info = env.reset(options={"problem": natalia})
+    assert info["tools"][0]["function"]["name"] == "python"
+    code = {"name": "python", "arguments": {"code": "print(48 + 48 // 2)"}}
+    obs, reward, terminated, _, _ = env.step(f"<tool_call>{json.dumps(code)}</tool_call>")
+    assert (obs, reward, terminated) == ("72\n", 0.0, False)
+    _, reward, terminated, _, info = env.step("So the answer is \\boxed{72}.")
+    assert (reward, terminated) == (1.0, True) and info["verdict"].correct

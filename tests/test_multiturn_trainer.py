@@ -99,24 +99,13 @@ def test_multi_turn_options_the_trainer_cannot_honour_are_errors(tmp_path):
         config(tmp_path, episode_return="mean")
 
 
-def test_the_docs_example_of_a_custom_multi_turn_env_trains(tmp_path, monkeypatch):
-    from pathlib import Path
-
-    import gymnasium as gym
-    from gymnasium.utils.env_checker import check_env
-
-    page = (Path(__file__).parents[1] / "docs/multiturn.md").read_text()
-    block = page.split("<!-- example: custom-env -->\n```python\n")[1].split("```")[0]
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    exec(compile(block, "docs/multiturn.md", "exec"), namespace)
-    records = namespace["records"]
-    assert [r["step"] for r in records] == [1, 2] and all(1 <= r["episode/turns"] <= 3 for r in records)
-    assert (tmp_path / "runs/retry/checkpoint").is_dir()
-    env = gym.make("myproject/ArithmeticRetry-v0", level=1).unwrapped
-    check_env(env)
-    env.reset(seed=0)
-    _, reward, terminated, _, _ = env.step("-1")
-    assert (reward, terminated) == (0.0, False)
-    _, reward, terminated, _, _ = env.step(env.problem.answer)
-    assert (reward, terminated) == (0.75, True)
+def test_stop_strings_end_every_turn_in_training_and_evaluation(tmp_path):
+    trainer = Trainer(config(tmp_path, **{**CALCULATOR, "env_kwargs": {}}, stop=["</tool_call>"], eval_k=1))
+    engine, seen = Scripted(trainer.tokenizer, lambda history: "7"), []
+    trainer.engine = engine
+    generate = engine.generate
+    engine.generate = lambda prompts, n, sampling: seen.append(sampling) or generate(prompts, n, sampling)
+    trainer.collect()
+    trainer.evaluate()
+    assert {s.stop for s in seen} == {("</tool_call>",)}
+    assert [s.temperature for s in seen] == [1.0] * (len(seen) - 1) + [0.0]  # the rounds, then greedy evaluation
