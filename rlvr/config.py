@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+# behaviour-policy correction modes (rlvr/algorithms/correction.py): weight granularity x what happens above is_cap
+IS_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
+
 
 @dataclass
 class TrainConfig:
@@ -35,6 +38,13 @@ class TrainConfig:
     top_p: float = 1.0
     top_k: int = 0
     stop: list[str] = field(default_factory=list)  # a turn also ends after any of these, e.g. ["</tool_call>"]
+    # behaviour-policy correction (docs/offpolicy.md): weight each token's policy-gradient term by pi_old / mu (the
+    # learner's log-probs over the engine's), per token or per sequence, truncated at or masked above is_cap; and/or
+    # IcePop's two-sided mask (weight 0 where a token's ratio is below is_mask_low or above is_mask_high)
+    is_correction: str | None = None  # None or one of IS_MODES
+    is_cap: float = 3.0
+    is_mask_low: float | None = None
+    is_mask_high: float | None = None
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 5
@@ -84,6 +94,8 @@ class TrainConfig:
             raise ValueError(f"episode_return must be 'sum' or 'final', got {self.episode_return!r}")
         if self.max_episode_tokens < 0:
             raise ValueError(f"max_episode_tokens must be >= 0 (0: off), got {self.max_episode_tokens}")
+        if self.is_correction is not None and self.is_correction not in IS_MODES:
+            raise ValueError(f"is_correction={self.is_correction!r} is not one of None, {', '.join(IS_MODES)}")
         if self.engine_batch_tokens < 1:
             raise ValueError(f"engine_batch_tokens must be >= 1, got {self.engine_batch_tokens}")
 

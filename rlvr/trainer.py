@@ -3,7 +3,7 @@
     sample B prompts -> G completions each -> verify -> algorithm.select (dynamic sampling refills the batch)
     -> advantages -> old (and reference) logprobs -> mu epochs of minibatch updates -> weight sync
 
-(for a multi-turn env, G episodes of each of B problems, played turn by turn by `rlvr.rollout.episodes`),
+(the rollout half, single- and multi-turn, is `rlvr.rollout.collector`),
 
 with held-out evaluation, JSONL metrics, checkpoints that resume exactly, and a clean stop on SIGINT/SIGTERM."""
 
@@ -13,7 +13,6 @@ import contextlib
 import json
 import random
 import signal
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -27,12 +26,12 @@ from tqdm import tqdm
 import rlvr
 from rlvr import algorithms, checkpoint
 from rlvr.algorithms.core import fit_generation_budget
+from rlvr.algorithms.correction import BehaviourCorrection, behaviour_weights
 from rlvr.batch import PolicyBatch, build_batch, micro_batches, token_logprobs
 from rlvr.chat import ChatRenderer, ensure_chat_template
 from rlvr.config import TrainConfig
 from rlvr.envs.multiturn import MultiTurnEnv
 from rlvr.envs.prompt_env import PromptEnv
-from rlvr.envs.vector import GroupVectorEnv
 from rlvr.lm_head import check_output_head
 from rlvr.lora import apply_lora, base_model_trainable, is_peft_model
 from rlvr.metrics import MetricsSink
@@ -40,10 +39,10 @@ from rlvr.models import disable_dropout, enable_activation_checkpointing, load_p
 from rlvr.parallel import SingleProcess
 from rlvr.precision import Precision
 from rlvr.rollout import Engine
-from rlvr.rollout.episodes import Episode, run_episodes
+from rlvr.rollout.collector import Collector, make_env
 from rlvr.rollout.hf import stop_token_ids
 from rlvr.sampling import Sampling
-from rlvr.types import Group, Message, Problem
+from rlvr.types import Completion, Group
 from rlvr.verifiers import make_executor
 from rlvr.warmstart import TINY_WARMSTART_STEPS, AnswerTargets, EpisodeTargets, supervised_warmstart
 
@@ -63,9 +62,10 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.algo = algorithms.make(cfg.algo, **cfg.algo_kwargs)
         fit_generation_budget(self.algo, cfg.max_new_tokens)  # Dr. GRPO's MAX_TOKENS is the generation budget
+        self.correction = BehaviourCorrection(cfg.is_correction, cfg.is_cap, cfg.is_mask_low, cfg.is_mask_high)
         # a single-turn PromptEnv, or a multi-turn env over one (`task`: its problems, prompts and verifier)
-        self.env: PromptEnv | MultiTurnEnv = self.make_env(cfg.train_split)
-        self.eval_env: PromptEnv | MultiTurnEnv = self.make_env(cfg.eval_split)
+        self.env: PromptEnv | MultiTurnEnv = make_env(cfg, cfg.train_split)
+        self.eval_env: PromptEnv | MultiTurnEnv = make_env(cfg, cfg.eval_split)
         self.multi_turn = isinstance(self.env, MultiTurnEnv)
         self.task: PromptEnv = self.env.task if self.multi_turn else self.env
         self.eval_task: PromptEnv = self.eval_env.task if self.multi_turn else self.eval_env
@@ -94,19 +94,13 @@ class Trainer:
         self.rollout_model: torch.nn.Module = self.parallel.whole_copy(self.model)
         self.use_chat = cfg.chat_template and getattr(self.tokenizer, "chat_template", None) is not None
         self.add_special_tokens = not self.use_chat  # a chat template writes the special tokens itself
-        self.engine = self._make_engine()
         self.sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k, tuple(cfg.stop))
         # the run's seeded data stream (which checkpoints save): every training problem is drawn from it
         self.data_rng = np.random.default_rng(cfg.seed)
-        # single-turn: B problems x G completions of the same vector env a user would step; multi-turn: B x G
-        # instances of the env, each playing one episode of a round (`play`), rendered by `renderer`
-        self.venv = None if self.multi_turn else GroupVectorEnv(self.env, cfg.num_prompts, cfg.group_size,
-                                                                self.executor)
-        if self.venv is not None:
-            self.venv.np_random = self.data_rng
-        self.renderer = ChatRenderer(self.tokenizer, stop_token_ids(self.rollout_model, self.tokenizer),
-                                     tools=self.env.tools) if self.multi_turn else None
-        self.episode_envs: dict[str, list[MultiTurnEnv]] = {}
+        renderer = ChatRenderer(self.tokenizer, stop_token_ids(self.rollout_model, self.tokenizer),
+                                tools=self.env.tools) if self.multi_turn else None
+        self.collector = Collector(cfg, self.env, self.eval_env, self._make_engine(), self.tokenizer, self.executor,
+                                   self.algo, self.sampling, self.data_rng, renderer, self.use_chat)
         self.step = 0
         self.ref_model: torch.nn.Module | None = None
         # what the loss's forward runs through: the policy, DDP's wrapper of it, or (in place) FSDP's shards of it
@@ -117,9 +111,14 @@ class Trainer:
         self._stop_requested = False
         self.metrics = MetricsSink(self.out, tensorboard=cfg.tensorboard)
 
-    def make_env(self, split: str) -> PromptEnv | MultiTurnEnv:
-        """The run's env on `split`, unwrapped."""
-        return rlvr.make(self.cfg.env, **{**self.cfg.env_kwargs, "split": split}).unwrapped
+    @property
+    def engine(self) -> Engine:
+        """The rollout engine, which the collector generates with."""
+        return self.collector.engine
+
+    @engine.setter
+    def engine(self, engine: Engine) -> None:
+        self.collector.engine = engine
 
     def close(self) -> None:
         """Stop what this trainer started: its verifier executor's workers, its engine's workers or Ray actors, and
@@ -154,94 +153,20 @@ class Trainer:
                                          workers=cfg.engine_workers, gpus=cfg.engine_gpus,
                                          vllm_kwargs=dict(cfg.vllm_kwargs))
 
-    # -- prompts and rollouts ------------------------------------------------------------------------------
-    def render_prompt(self, observation: str, messages: list[Message]) -> str:
-        """The engine's prompt for an episode's first observation: the chat template over its messages when the
-        run uses one, else the observation text itself."""
-        if self.use_chat:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return observation
-
-    def prompt_text(self, problem: Problem, env: PromptEnv) -> str:
-        """The prompt an episode of `problem` in `env` starts from (what `render_prompt` made of its reset)."""
-        return self.render_prompt(env.format_prompt(problem), env.messages(problem))
-
-    def first_prompt(self, problem: Problem) -> str | list[int]:
-        """What the learner puts before an episode's completion: the single-turn prompt text, or a multi-turn
-        episode's first-prompt ids (as `Episode.start` renders them)."""
-        if self.multi_turn:
-            return self.renderer.prompt(self.task.messages(problem))
-        return self.prompt_text(problem, self.env)
-
-    def episodes(self, venv: GroupVectorEnv, sampling: Sampling, options: dict[str, Any] | None = None) -> list[Group]:
-        """One batch of grouped episodes, stepped as a user would: reset the vector env (B problems, `options` as
-        its reset's), generate G completions per prompt with the engine, step with them, and group the result."""
-        observations, info = venv.reset(options=options)
-        slots = range(0, venv.num_envs, venv.group_size)  # the first slot of each problem's G
-        prompts = [self.render_prompt(observations[i], info["messages"][i]) for i in slots]
-        actions = [c for group in self.engine.generate(prompts, venv.group_size, sampling) for c in group]
-        *_, infos = venv.step(actions)
-        return venv.groups(actions, infos)
-
-    def play(self, problems: list[Problem], n: int, sampling: Sampling,
-             held_out: bool) -> tuple[list[Group], list[Episode]]:
-        """`n` multi-turn episodes of each of `problems`, one instance of the env (of the held-out or the training
-        split) per episode, every turn of the active episodes generated in one engine call."""
-        split = self.cfg.eval_split if held_out else self.cfg.train_split
-        envs = self.episode_envs.setdefault(split, [])
-        envs.extend(self.make_env(split) for _ in range(len(problems) * n - len(envs)))
-        budget = self.cfg.max_episode_tokens or sys.maxsize
-        return run_episodes(self.engine, self.renderer, envs[:len(problems) * n], problems, n, sampling, budget,
-                            self.cfg.episode_return)
-
-    def rollout(self, problems: list[Problem], n: int, sampling: Sampling, held_out: bool = True) -> list[Group]:
-        """`n` episodes of each of `problems` (the held-out set, say)."""
-        if self.multi_turn:
-            return self.play(problems, n, sampling, held_out)[0]
-        env = self.eval_env if held_out else self.env
-        return self.episodes(GroupVectorEnv(env, len(problems), n, self.executor), sampling, {"problems": problems})
-
-    def collect(self) -> tuple[list[Group], dict[str, float]]:
-        """B groups to learn from; with dynamic sampling, draw more prompts until B are kept or rounds run out."""
-        cfg, kept, drawn, rounds = self.cfg, [], 0, 0
-        limit = self.algo.max_gen_rounds if self.algo.dynamic_sampling else 1
-        while len(kept) < cfg.num_prompts and rounds < limit:
-            if self.multi_turn:
-                problems = [self.task.source.sample(self.data_rng) for _ in range(cfg.num_prompts)]
-                groups, episodes = self.play(problems, cfg.group_size, self.sampling, held_out=False)
-            else:
-                groups, episodes = self.episodes(self.venv, self.sampling), []
-            drawn, rounds = drawn + len(groups), rounds + 1
-            kept.extend(self.algo.select(groups))
-            if rounds == 1:
-                first, played = groups, episodes  # statistics describe the policy, before any filtering
-        kept = kept[:cfg.num_prompts]
-        completions = [c for g in first for c in g.completions]
-        stats = {
-            "reward": float(np.mean([r for g in first for r in g.rewards])),
-            "accuracy": float(np.mean([v.correct for g in first for v in g.verdicts])),
-            "length": float(np.mean([c.num_sampled for c in completions])),
-            "truncated": float(np.mean([c.truncated for c in completions])),
-            "gen/groups_drawn": drawn, "gen/groups_kept": len(kept), "gen/groups_dropped": drawn - len(kept),
-            "gen/rounds": rounds}
-        if played:
-            stats["episode/turns"] = float(np.mean([len(e.turns) for e in played]))
-            stats["episode/tool_calls"] = float(np.mean([e.tool_calls for e in played]))
-        return kept, stats
-
     # -- the update ----------------------------------------------------------------------------------------
     def update(self, groups: list[Group]) -> dict[str, float]:
         """Learn on `groups` (this rank's shard of them); the metrics are means over ranks."""
         cfg, algo = self.cfg, self.algo
         groups = self.parallel.shard(groups)
         completions = [c for g in groups for c in g.completions]
-        prompts = [self.first_prompt(g.problem) for g in groups for _ in g.completions]
+        prompts = [self.collector.first_prompt(g.problem) for g in groups for _ in g.completions]
         batch = build_batch(self.tokenizer, prompts, completions, add_special_tokens=self.add_special_tokens)
         keep = torch.tensor([0.0 if v.mask else 1.0 for g in groups for v in g.verdicts])
         batch.completion_mask *= keep[:, None]  # verifier-masked completions (e.g. truncated) leave the loss
         rewards = torch.tensor([g.rewards for g in groups], dtype=torch.float32)
         advantages = algo.advantages(rewards).reshape(-1)
         mask = batch.completion_mask
+        mu = self.behaviour_logprobs(batch, completions)  # log mu: what the engine sampled each token with
         n = len(batch)
         mb = cfg.minibatch_size or n
         # With one optimizer step per batch, pi_theta_old is the policy being differentiated: its logprobs are
@@ -268,10 +193,13 @@ class Trainer:
                     logp, ent = self.logprobs(self.learner, sub, with_entropy=single_step)
                     if single_step:
                         old_logp[j, :width], entropy[j, :width] = logp.detach().cpu(), ent.cpu()
+                    w = (self.correction.weights(old_logp[j, :width], mu[j, :width], sub.completion_mask)
+                         if self.correction.active else None)
                     loss, lm = algo.loss(logp, old_logp[j, :width].to(logp.device),
                                          None if ref_logp is None else ref_logp[j, :width].to(logp.device),
                                          advantages[j].to(logp.device), sub.completion_mask.to(logp.device),
-                                         num_tokens=num_tokens, num_seqs=num_seqs)
+                                         num_tokens=num_tokens, num_seqs=num_seqs,
+                                         is_weights=None if w is None else w.to(logp.device))
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"step {self.step}: loss is {float(loss)}; metrics {lm}")
                     self.precision.backward(loss)
@@ -285,15 +213,26 @@ class Trainer:
                 self.precision.step(self.optimizer)
                 self.scheduler.step()
         self.sync_engine()
-        engine_lp = batch.engine_logprobs(completions)
-        metrics = {"entropy": float((entropy.sum() / mask.sum().clamp(min=1))),
-                   "logprob_mismatch": float(((engine_lp - old_logp).abs() * mask).sum() / mask.sum().clamp(min=1)),
-                   **algorithms.group_metrics(rewards)}
+        metrics = {"entropy": float((entropy.sum() / mask.sum().clamp(min=1))), **algorithms.group_metrics(rewards)}
+        if mu is not None:  # how far the engine's distribution is from the learner's, and what the correction did
+            metrics["logprob_mismatch"] = float(((mu - old_logp).abs() * mask).sum() / mask.sum().clamp(min=1))
+            is_metrics = behaviour_weights(self.correction, old_logp, mu, mask)[1]
+            metrics.update(is_metrics if self.correction.active else {"mismatch/k3": is_metrics["mismatch/k3"]})
         metrics.update({k: float(np.mean(v)) for k, v in collected.items()})
         metrics["lr"] = self.scheduler.get_last_lr()[0]
         keys = sorted(metrics)
         means = dict(zip(keys, self.parallel.mean([metrics[k] for k in keys])))
         return {k: means[k] for k in metrics}
+
+    def behaviour_logprobs(self, batch: PolicyBatch, completions: list[Completion]) -> torch.Tensor | None:
+        """log mu [N, T], the engine's log-probs of the batch's tokens; None if a completion came without them,
+        which the behaviour correction cannot honour."""
+        missing = [i for i, c in enumerate(completions)
+                   if c.logprobs is None or c.token_ids is None or len(c.logprobs) != len(c.token_ids)]
+        if missing and self.correction.active:
+            raise ValueError(f"is_correction/is_mask_* weigh each token by the engine's log-prob, but {len(missing)} "
+                             f"completions (the first: row {missing[0]}) came without one per token")
+        return None if missing else batch.engine_logprobs(completions)
 
     def logprobs(self, model: torch.nn.Module, batch: PolicyBatch,
                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -343,10 +282,10 @@ class Trainer:
         """Greedy pass@1 and sampled pass@k on the held-out problems (on the main process; {} on the others)."""
         if not self.is_main:
             return {}
-        greedy = self.rollout(self.eval_set, 1, replace(self.sampling, temperature=0.0))
+        greedy = self.collector.rollout(self.eval_set, 1, replace(self.sampling, temperature=0.0))
         out = {"eval/pass@1": float(np.mean([g.verdicts[0].correct for g in greedy]))}
         if self.cfg.eval_k > 1:
-            sampled = self.rollout(self.eval_set, self.cfg.eval_k, self.sampling)
+            sampled = self.collector.rollout(self.eval_set, self.cfg.eval_k, self.sampling)
             out[f"eval/pass@{self.cfg.eval_k}"] = float(np.mean([g.num_correct > 0 for g in sampled]))
         return out
 
@@ -463,7 +402,7 @@ class Trainer:
         """One RL step: collect B groups, update on them, advance the step counter; returns the step's record."""
         cfg = self.cfg
         t0 = time.perf_counter()
-        groups, stats = self.parallel.from_main(self.collect)
+        groups, stats = self.parallel.from_main(self.collector.collect)
         t_gen = time.perf_counter() - t0
         record: dict[str, Any] = {"step": self.step + 1, **stats}
         if groups:
@@ -482,7 +421,7 @@ class Trainer:
         if steps is None:
             steps = TINY_WARMSTART_STEPS if cfg.model == "tiny" else 0
         if steps and self.is_main:
-            targets = (EpisodeTargets(self.env, self.renderer, cfg.warmstart_tool_prob) if self.multi_turn
+            targets = (EpisodeTargets(self.env, self.collector.renderer, cfg.warmstart_tool_prob) if self.multi_turn
                        else AnswerTargets(self.env, self.tokenizer, cfg.warmstart_continue_prob))
             # a LoRA policy's warm-start trains its base model (from scratch, for "tiny"); RL then the adapters
             with base_model_trainable(self.rollout_model) if self.lora else contextlib.nullcontext():

@@ -75,8 +75,9 @@ def ref_kl(kind: str, logp: float, ref: float) -> tuple[float, float]:
     return math.exp(x) - x - 1, -math.exp(x) + 1
 
 
-def ref_loss(spec: dict, logp, old, ref, A, mask, dual_clip=None, kl="k3", beta=None):
-    """(loss, d loss / d logp, #clipped units, #unclipped units) for one batch, from the equations."""
+def ref_loss(spec: dict, logp, old, ref, A, mask, dual_clip=None, kl="k3", beta=None, weights=None):
+    """(loss, d loss / d logp, #clipped units, #unclipped units) for one batch, from the equations; `weights`
+    (the behaviour correction's w_t) scale each token's policy-gradient term, a sequence's term by their mean."""
     beta = spec["beta"] if beta is None else beta
     lo, hi = 1 - spec["eps"][0], 1 + spec["eps"][1]
     N, T = len(logp), len(logp[0]) if logp else 0
@@ -91,23 +92,25 @@ def ref_loss(spec: dict, logp, old, ref, A, mask, dual_clip=None, kl="k3", beta=
         w = {"seq-token-mean": 1 / (G * L), "token-mean": 1 / total_tokens,
              "sum-norm": 1 / (G * spec.get("C", 1.0)), "seq": 1 / (G * L)}[spec["agg"]]
         s = math.exp(sum(logp[i][t] - old[i][t] for t in toks) / L)  # s_i, the geometric mean ratio
+        wt = [weights[i][t] if weights is not None else 1.0 for t in range(T)]
         if spec["ratio"] == "sequence":
             value, slope, binds = ppo_term(s, A[i], lo, hi, dual_clip)
-            loss -= value / G
+            w_seq = sum(wt[t] for t in toks) / L
+            loss -= w_seq * value / G
             for t in toks:
-                grad[i][t] -= slope * s / L / G  # d s_i / d logp_l = s_i / |o_i|
+                grad[i][t] -= w_seq * slope * s / L / G  # d s_i / d logp_l = s_i / |o_i|
             clipped, unclipped = clipped + binds, unclipped + (not binds)
         for t in toks if spec["ratio"] != "sequence" else []:
             rho = s if spec["ratio"] == "sequence_token" else math.exp(logp[i][t] - old[i][t])
             if spec["objective"] == "cispo":
                 weight = min(max(rho, lo), hi)  # sg(r_hat)
-                loss -= w * weight * A[i] * logp[i][t]
-                grad[i][t] -= w * weight * A[i]
+                loss -= w * wt[t] * weight * A[i] * logp[i][t]
+                grad[i][t] -= w * wt[t] * weight * A[i]
                 clipped, unclipped = clipped + (weight != rho), unclipped + (weight == rho)
             else:
                 value, slope, binds = ppo_term(rho, A[i], lo, hi, dual_clip)
-                loss -= w * value
-                grad[i][t] -= w * slope * rho  # d rho / d logp = rho (also for sg[s_i] pi / sg[pi])
+                loss -= w * wt[t] * value
+                grad[i][t] -= w * wt[t] * slope * rho  # d rho / d logp = rho (also for sg[s_i] pi / sg[pi])
                 clipped, unclipped = clipped + binds, unclipped + (not binds)
         for t in toks if beta > 0 else []:
             k, dk = ref_kl(kl, logp[i][t], ref[i][t])

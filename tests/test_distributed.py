@@ -160,7 +160,7 @@ def test_trainer_rolls_out_and_verifies_on_ray(ray_cluster, tmp_path):
     try:
         [record] = trainer.train()
         problems = trainer.eval_set[:3]
-        groups = trainer.rollout(problems, 2, trainer.sampling)
+        groups = trainer.collector.rollout(problems, 2, trainer.sampling)
     finally:
         trainer.engine.close()
         trainer.executor.close()

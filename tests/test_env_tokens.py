@@ -73,7 +73,7 @@ def dapo_reference_update(trainer: Trainer, groups: list[Group]) -> None:
         rs = group.rewards
         mean = sum(rs) / len(rs)
         std = math.sqrt(sum((r - mean) ** 2 for r in rs) / (len(rs) - 1))
-        prompt = trainer.first_prompt(group.problem)
+        prompt = trainer.collector.first_prompt(group.problem)
         if isinstance(prompt, str):
             prompt = tok(prompt, add_special_tokens=trainer.add_special_tokens)["input_ids"]
         for c, r in zip(group.completions, rs):

@@ -53,7 +53,7 @@ def test_a_tool_episode_through_the_trainer_counts_its_calls_and_trains_on_the_m
         return f"[calculator(expression={question!r})]" if not rest else rest.split("=> ")[1].split("\n")[0]
 
     trainer.engine = Scripted(tok, policy)
-    groups, stats = trainer.collect()
+    groups, stats = trainer.collector.collect()
     assert (stats["episode/turns"], stats["episode/tool_calls"], stats["accuracy"]) == (2.0, 1.0, 1.0)
     for group in groups:
         for c in group.completions:
@@ -63,7 +63,7 @@ def test_a_tool_episode_through_the_trainer_counts_its_calls_and_trains_on_the_m
             answer = group.problem.answer
             assert model == f"[calculator(expression={expression!r})]</s>{answer}</s>"
             assert env == f"=> {answer}\n"
-            prompt = trainer.first_prompt(group.problem)
+            prompt = trainer.collector.first_prompt(group.problem)
             assert tok.decode(prompt + c.token_ids) == tok.apply_chat_template(
                 trainer.task.messages(group.problem) + [
                     {"role": "assistant", "content": f"[calculator(expression={expression!r})]"},
@@ -77,7 +77,7 @@ def test_an_update_on_played_episodes_of_different_turns_equals_the_float64_refe
     trainer = Trainer(config(tmp_path, algo="dapo", max_grad_norm=1e9))
     torch.manual_seed(0)
     problems = trainer.task.source.distinct(2)
-    groups, episodes = trainer.play(problems, 4, trainer.sampling, held_out=False)
+    groups, episodes = trainer.collector.play(problems, 4, trainer.sampling, held_out=False)
     assert len({len(e.turns) for e in episodes}) > 1  # different numbers of turns
     assert any(c.num_sampled < len(c.token_ids) for g in groups for c in g.completions)  # env tokens inside
     for group, rewards in zip(groups, ([1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0])):
@@ -105,7 +105,7 @@ def test_stop_strings_end_every_turn_in_training_and_evaluation(tmp_path):
     trainer.engine = engine
     generate = engine.generate
     engine.generate = lambda prompts, n, sampling: seen.append(sampling) or generate(prompts, n, sampling)
-    trainer.collect()
+    trainer.collector.collect()
     trainer.evaluate()
     assert {s.stop for s in seen} == {("</tool_call>",)}
     assert [s.temperature for s in seen] == [1.0] * (len(seen) - 1) + [0.0]  # the rounds, then greedy evaluation

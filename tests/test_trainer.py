@@ -109,7 +109,7 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
 
 def test_dynamic_sampling_keeps_only_mixed_groups_and_fills_the_batch(tmp_path):
     trainer = Trainer(easy_config(tmp_path, algo="dapo", algo_kwargs={"max_gen_rounds": 20}))
-    groups, stats = trainer.collect()
+    groups, stats = trainer.collector.collect()
     assert len(groups) == 8 and stats["gen/groups_kept"] == 8
     assert all(0 < g.num_correct < len(g) for g in groups)
     assert stats["gen/groups_drawn"] == 8 * stats["gen/rounds"] and stats["gen/rounds"] > 1
@@ -170,7 +170,7 @@ def sgd_update_params(tmp_path, **overrides) -> torch.Tensor:
     trainer = Trainer(easy_config(tmp_path, **overrides))
     trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=1.0)
     trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda _: 1.0)
-    groups, _ = trainer.collect()
+    groups, _ = trainer.collector.collect()
     trainer.update(groups)
     return torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
 
@@ -189,7 +189,7 @@ def test_micro_batches_match_one_full_batch_update(tmp_path, algo, split):
 
 def test_micro_batch_tokens_smaller_than_a_sequence_is_a_clear_error(tmp_path):
     trainer = Trainer(easy_config(tmp_path, micro_batch_tokens=4))
-    groups, _ = trainer.collect()
+    groups, _ = trainer.collector.collect()
     with pytest.raises(ValueError, match="micro_batch_tokens=4 is smaller than one sequence"):
         trainer.update(groups)
 
@@ -260,12 +260,12 @@ def test_one_step_per_batch_reuses_the_loss_forward_for_the_old_logprobs(tmp_pat
     """With one optimizer step per batch the trainer takes pi_old from the loss forward (detached) instead of a
     separate no-grad pass: same update and metrics as the two-pass procedure written out here."""
     trainer = Trainer(easy_config(tmp_path, algo=algo, micro_batch_size=5))
-    groups, _ = trainer.collect()
+    groups, _ = trainer.collector.collect()
     model = trainer.model
     before = [p.detach().clone() for p in model.parameters()]
 
     # the two-pass step, from the definitions: pi_old by a no-grad forward, then the loss over the whole batch
-    prompts = [trainer.prompt_text(g.problem, trainer.env) for g in groups for _ in g.completions]
+    prompts = [trainer.collector.prompt_text(g.problem, trainer.env) for g in groups for _ in g.completions]
     batch = build_batch(trainer.tokenizer, prompts, [c for g in groups for c in g.completions])
     with torch.no_grad():
         old_logp, entropy = token_logprobs(model, batch, with_entropy=True)

@@ -67,21 +67,25 @@ class PolicyLoss:
             raise ValueError(f"{type(self).__name__}: dual_clip must be > 1, got {self.dual_clip!r}")
 
     def loss(self, logp: Tensor, old_logp: Tensor, ref_logp: Tensor | None, advantages: Tensor, mask: Tensor, *,
-             num_tokens: float | None = None, num_seqs: float | None = None) -> tuple[Tensor, dict[str, float]]:
+             num_tokens: float | None = None, num_seqs: float | None = None,
+             is_weights: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
         """The scalar loss to minimise and its metrics; see `policy_loss`."""
         return policy_loss(self, logp, old_logp, ref_logp, advantages, mask, num_tokens=num_tokens,
-                           num_seqs=num_seqs)
+                           num_seqs=num_seqs, is_weights=is_weights)
 
 
-def check_inputs(logp: Tensor, old_logp: Tensor, ref_logp: Tensor | None, advantages: Tensor, mask: Tensor) -> None:
-    """Raise a ValueError naming the tensor whose shape is wrong or that holds NaN/inf, or a non-0/1 mask."""
-    tensors = {"logp": logp, "old_logp": old_logp, "ref_logp": ref_logp, "advantages": advantages, "mask": mask}
+def check_inputs(logp: Tensor, old_logp: Tensor, ref_logp: Tensor | None, advantages: Tensor, mask: Tensor,
+                 is_weights: Tensor | None = None) -> None:
+    """Raise a ValueError naming the tensor whose shape is wrong or that holds NaN/inf, a non-0/1 mask or a
+    negative weight."""
+    tensors = {"logp": logp, "old_logp": old_logp, "ref_logp": ref_logp, "advantages": advantages, "mask": mask,
+               "is_weights": is_weights}
     for name, t in tensors.items():
         if t is not None and not isinstance(t, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if logp.dim() != 2:
         raise ValueError(f"logp must be a padded [N, T] tensor, got shape {tuple(logp.shape)}")
-    for name in ("old_logp", "ref_logp", "mask"):
+    for name in ("old_logp", "ref_logp", "mask", "is_weights"):
         t = tensors[name]
         if t is not None and t.shape != logp.shape:
             raise ValueError(f"{name} has shape {tuple(t.shape)} but logp has {tuple(logp.shape)}")
@@ -93,6 +97,8 @@ def check_inputs(logp: Tensor, old_logp: Tensor, ref_logp: Tensor | None, advant
             raise ValueError(f"{name} contains NaN or inf")
     if not bool(((mask == 0) | (mask == 1)).all()):
         raise ValueError("mask must hold only 0 and 1 (1 on completion tokens, 0 on padding)")
+    if is_weights is not None and not bool((is_weights >= 0).all()):
+        raise ValueError("is_weights must be >= 0 (importance weights of the behaviour correction)")
 
 
 def kl_estimate(kind: KL, logp: Tensor, ref_logp: Tensor) -> Tensor:
@@ -128,14 +134,16 @@ def fit_generation_budget(cfg: PolicyLoss, max_new_tokens: int) -> None:
 
 
 def policy_loss(cfg: PolicyLoss, logp: Tensor, old_logp: Tensor, ref_logp: Tensor | None, advantages: Tensor,
-                mask: Tensor, *, num_tokens: float | None = None,
-                num_seqs: float | None = None) -> tuple[Tensor, dict[str, float]]:
-    """Loss = -aggregate(objective) + beta * aggregate(KL) on padded [N, T] tensors, advantages [N].
+                mask: Tensor, *, num_tokens: float | None = None, num_seqs: float | None = None,
+                is_weights: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+    """Loss = -aggregate(w * objective) + beta * aggregate(KL) on padded [N, T] tensors, advantages [N].
 
     `num_tokens` / `num_seqs` replace this call's own token / sequence counts as the divisors, so minibatches
     (or ranks) of one batch can each be normalised by the whole batch's counts and their losses summed.
-    Only rows with at least one mask token count as sequences; padded positions get exactly zero gradient."""
-    check_inputs(logp, old_logp, ref_logp, advantages, mask)
+    `is_weights` [N, T] are the behaviour correction's constant weights w (`rlvr.algorithms.correction`; 1 when
+    None); a per-sequence objective takes the mean of its tokens' weights. Only rows with at least one mask token
+    count as sequences; padded positions get exactly zero gradient."""
+    check_inputs(logp, old_logp, ref_logp, advantages, mask, is_weights)
     if cfg.beta > 0 and ref_logp is None:
         raise ValueError(f"{type(cfg).__name__} has beta={cfg.beta} > 0, so ref_logp is required")
     for name, value in (("num_tokens", num_tokens), ("num_seqs", num_seqs)):
@@ -174,6 +182,9 @@ def policy_loss(cfg: PolicyLoss, logp: Tensor, old_logp: Tensor, ref_logp: Tenso
         binds_low, binds_high = (A_hat < 0) & (ratio < lo), (A_hat > 0) & (ratio > hi)
         if cfg.dual_clip is not None:
             objective = torch.where(A_hat < 0, torch.maximum(objective, cfg.dual_clip * A_hat), objective)
+    if is_weights is not None:  # w_t = pi_old / mu, bounded: the behaviour correction of the PG term only
+        w = is_weights.detach().to(dtype) * m
+        objective = objective * (w.sum(1) / lengths.clamp(min=1) if cfg.ratio == "sequence" else w)
 
     agg = dict(mask=m, num_tokens=n_tok, num_seqs=n_seq, norm_constant=cfg.norm_constant)
     pg_loss = aggregate(-objective, how=cfg.aggregation, **agg)

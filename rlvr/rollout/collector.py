@@ -1,0 +1,123 @@
+"""The rollout side of a run: problems in, scored groups out, through the run's envs and engine exactly as a user
+would step them (single-turn: B problems x G completions of one `GroupVectorEnv`; multi-turn: one env instance
+per episode, played turn by turn by `rlvr.rollout.episodes`)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+import rlvr
+from rlvr.algorithms.base import Algorithm
+from rlvr.chat import ChatRenderer
+from rlvr.config import TrainConfig
+from rlvr.envs.multiturn import MultiTurnEnv
+from rlvr.envs.prompt_env import PromptEnv
+from rlvr.envs.vector import GroupVectorEnv
+from rlvr.rollout.base import Engine
+from rlvr.rollout.episodes import Episode, run_episodes
+from rlvr.sampling import Sampling
+from rlvr.types import Group, Message, Problem
+from rlvr.verifiers.base import Executor
+
+
+def make_env(cfg: TrainConfig, split: str) -> PromptEnv | MultiTurnEnv:
+    """The run's env on `split`, unwrapped."""
+    return rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": split}).unwrapped
+
+
+class Collector:
+    """Rolls out the run's training batches (`collect`) and held-out episodes (`rollout`) with one engine; draws
+    every training problem from `data_rng`, the run's seeded data stream."""
+
+    def __init__(self, cfg: TrainConfig, env: PromptEnv | MultiTurnEnv, eval_env: PromptEnv | MultiTurnEnv,
+                 engine: Engine, tokenizer: PreTrainedTokenizerBase, executor: Executor, algo: Algorithm,
+                 sampling: Sampling, data_rng: np.random.Generator, renderer: ChatRenderer | None,
+                 use_chat: bool) -> None:
+        self.cfg, self.env, self.eval_env, self.engine = cfg, env, eval_env, engine
+        self.tokenizer, self.executor, self.algo, self.sampling = tokenizer, executor, algo, sampling
+        self.data_rng, self.renderer, self.use_chat = data_rng, renderer, use_chat
+        self.multi_turn = isinstance(env, MultiTurnEnv)
+        self.task: PromptEnv = env.task if self.multi_turn else env
+        # single-turn: the vector env a user would step, drawing from the run's data stream
+        self.venv = None if self.multi_turn else GroupVectorEnv(env, cfg.num_prompts, cfg.group_size, executor)
+        if self.venv is not None:
+            self.venv.np_random = data_rng
+        self.episode_envs: dict[str, list[MultiTurnEnv]] = {}  # multi-turn: one env instance per episode
+
+    def render_prompt(self, observation: str, messages: list[Message]) -> str:
+        """The engine's prompt for an episode's first observation: the chat template over its messages when the
+        run uses one, else the observation text itself."""
+        if self.use_chat:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return observation
+
+    def prompt_text(self, problem: Problem, env: PromptEnv) -> str:
+        """The prompt an episode of `problem` in `env` starts from (what `render_prompt` made of its reset)."""
+        return self.render_prompt(env.format_prompt(problem), env.messages(problem))
+
+    def first_prompt(self, problem: Problem) -> str | list[int]:
+        """What the learner puts before an episode's completion: the single-turn prompt text, or a multi-turn
+        episode's first-prompt ids (as `Episode.start` renders them)."""
+        if self.multi_turn:
+            return self.renderer.prompt(self.task.messages(problem))
+        return self.prompt_text(problem, self.env)
+
+    def episodes(self, venv: GroupVectorEnv, sampling: Sampling, options: dict[str, Any] | None = None) -> list[Group]:
+        """One batch of grouped episodes, stepped as a user would: reset the vector env (B problems, `options` as
+        its reset's), generate G completions per prompt with the engine, step with them, and group the result."""
+        observations, info = venv.reset(options=options)
+        slots = range(0, venv.num_envs, venv.group_size)  # the first slot of each problem's G
+        prompts = [self.render_prompt(observations[i], info["messages"][i]) for i in slots]
+        actions = [c for group in self.engine.generate(prompts, venv.group_size, sampling) for c in group]
+        *_, infos = venv.step(actions)
+        return venv.groups(actions, infos)
+
+    def play(self, problems: list[Problem], n: int, sampling: Sampling,
+             held_out: bool) -> tuple[list[Group], list[Episode]]:
+        """`n` multi-turn episodes of each of `problems`, one instance of the env (of the held-out or the training
+        split) per episode, every turn of the active episodes generated in one engine call."""
+        split = self.cfg.eval_split if held_out else self.cfg.train_split
+        envs = self.episode_envs.setdefault(split, [])
+        envs.extend(make_env(self.cfg, split) for _ in range(len(problems) * n - len(envs)))
+        budget = self.cfg.max_episode_tokens or sys.maxsize
+        return run_episodes(self.engine, self.renderer, envs[:len(problems) * n], problems, n, sampling, budget,
+                            self.cfg.episode_return)
+
+    def rollout(self, problems: list[Problem], n: int, sampling: Sampling, held_out: bool = True) -> list[Group]:
+        """`n` episodes of each of `problems` (the held-out set, say)."""
+        if self.multi_turn:
+            return self.play(problems, n, sampling, held_out)[0]
+        env = self.eval_env if held_out else self.env
+        return self.episodes(GroupVectorEnv(env, len(problems), n, self.executor), sampling, {"problems": problems})
+
+    def collect(self) -> tuple[list[Group], dict[str, float]]:
+        """B groups to learn from; with dynamic sampling, draw more prompts until B are kept or rounds run out."""
+        cfg, kept, drawn, rounds = self.cfg, [], 0, 0
+        limit = self.algo.max_gen_rounds if self.algo.dynamic_sampling else 1
+        while len(kept) < cfg.num_prompts and rounds < limit:
+            if self.multi_turn:
+                problems = [self.task.source.sample(self.data_rng) for _ in range(cfg.num_prompts)]
+                groups, episodes = self.play(problems, cfg.group_size, self.sampling, held_out=False)
+            else:
+                groups, episodes = self.episodes(self.venv, self.sampling), []
+            drawn, rounds = drawn + len(groups), rounds + 1
+            kept.extend(self.algo.select(groups))
+            if rounds == 1:
+                first, played = groups, episodes  # statistics describe the policy, before any filtering
+        kept = kept[:cfg.num_prompts]
+        completions = [c for g in first for c in g.completions]
+        stats = {
+            "reward": float(np.mean([r for g in first for r in g.rewards])),
+            "accuracy": float(np.mean([v.correct for g in first for v in g.verdicts])),
+            "length": float(np.mean([c.num_sampled for c in completions])),
+            "truncated": float(np.mean([c.truncated for c in completions])),
+            "gen/groups_drawn": drawn, "gen/groups_kept": len(kept), "gen/groups_dropped": drawn - len(kept),
+            "gen/rounds": rounds}
+        if played:
+            stats["episode/turns"] = float(np.mean([len(e.turns) for e in played]))
+            stats["episode/tool_calls"] = float(np.mean([e.tool_calls for e in played]))
+        return kept, stats
