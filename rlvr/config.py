@@ -10,6 +10,12 @@ from typing import Any
 IS_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
 
 
+def check_is_correction(mode: str | None) -> None:
+    """Raise a ValueError unless `mode` is None or one of IS_MODES."""
+    if mode is not None and mode not in IS_MODES:
+        raise ValueError(f"is_correction={mode!r} is not one of None, {', '.join(IS_MODES)}")
+
+
 @dataclass
 class TrainConfig:
     """Everything a run needs. The defaults are the embedded CPU demo: a tiny model learns arithmetic."""
@@ -94,8 +100,7 @@ class TrainConfig:
             raise ValueError(f"episode_return must be 'sum' or 'final', got {self.episode_return!r}")
         if self.max_episode_tokens < 0:
             raise ValueError(f"max_episode_tokens must be >= 0 (0: off), got {self.max_episode_tokens}")
-        if self.is_correction is not None and self.is_correction not in IS_MODES:
-            raise ValueError(f"is_correction={self.is_correction!r} is not one of None, {', '.join(IS_MODES)}")
+        check_is_correction(self.is_correction)
         if self.engine_batch_tokens < 1:
             raise ValueError(f"engine_batch_tokens must be >= 1, got {self.engine_batch_tokens}")
 

@@ -23,10 +23,9 @@ import torch
 from torch.distributed.tensor import DTensor
 from tqdm import tqdm
 
-import rlvr
 from rlvr import algorithms, checkpoint
 from rlvr.algorithms.core import fit_generation_budget
-from rlvr.algorithms.correction import BehaviourCorrection, behaviour_weights
+from rlvr.algorithms.correction import BehaviourCorrection, behaviour_weights, mismatch_k3
 from rlvr.batch import PolicyBatch, build_batch, micro_batches, token_logprobs
 from rlvr.chat import ChatRenderer, ensure_chat_template
 from rlvr.config import TrainConfig
@@ -216,8 +215,10 @@ class Trainer:
         metrics = {"entropy": float((entropy.sum() / mask.sum().clamp(min=1))), **algorithms.group_metrics(rewards)}
         if mu is not None:  # how far the engine's distribution is from the learner's, and what the correction did
             metrics["logprob_mismatch"] = float(((mu - old_logp).abs() * mask).sum() / mask.sum().clamp(min=1))
-            is_metrics = behaviour_weights(self.correction, old_logp, mu, mask)[1]
-            metrics.update(is_metrics if self.correction.active else {"mismatch/k3": is_metrics["mismatch/k3"]})
+            if self.correction.active:
+                metrics.update(behaviour_weights(self.correction, old_logp, mu, mask)[1])
+            else:
+                metrics["mismatch/k3"] = mismatch_k3(old_logp, mu, mask)
         metrics.update({k: float(np.mean(v)) for k, v in collected.items()})
         metrics["lr"] = self.scheduler.get_last_lr()[0]
         keys = sorted(metrics)

@@ -20,7 +20,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from rlvr.config import IS_MODES
+from rlvr.algorithms.core import kl_estimate, masked_mean
+from rlvr.config import check_is_correction
 
 ISMode = Literal["token_truncate", "token_mask", "sequence_truncate", "sequence_mask"]
 
@@ -37,8 +38,7 @@ class BehaviourCorrection:
     mask_high: float | None = None  # IcePop: tokens with rho_t above this get weight 0
 
     def __post_init__(self) -> None:
-        if self.mode is not None and self.mode not in IS_MODES:
-            raise ValueError(f"is_correction={self.mode!r} is not one of None, {', '.join(IS_MODES)}")
+        check_is_correction(self.mode)
         if not self.cap > 0:
             raise ValueError(f"is_cap must be > 0, got {self.cap!r}")
         low, high = self.mask_low, self.mask_high
@@ -54,7 +54,42 @@ class BehaviourCorrection:
 
     def weights(self, old_logp: Tensor, behaviour_logp: Tensor, mask: Tensor) -> Tensor:
         """The weight w[N, T] of each token's policy-gradient term (0 on padding and environment tokens)."""
-        return behaviour_weights(self, old_logp, behaviour_logp, mask)[0]
+        return weigh(self, old_logp, behaviour_logp, mask)[0]
+
+
+def weigh(cfg: BehaviourCorrection, old_logp: Tensor, behaviour_logp: Tensor,
+          mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The weights w[N, T], and on the model tokens where the weight went over the cap and where IcePop's mask
+    rejected the token (both bool [N, T])."""
+    dtype = torch.promote_types(old_logp.dtype, torch.float32)
+    m = mask.to(dtype)
+    tokens = m > 0
+    log_rho = (old_logp.detach().to(dtype) - behaviour_logp.detach().to(dtype)) * m  # log rho_t; 0 on padding
+    rho = torch.exp(log_rho.clamp(-MAX_LOG_WEIGHT, MAX_LOG_WEIGHT))
+    mode = cfg.mode or ""
+    if mode.startswith("sequence"):  # prod_l rho_l, one weight for every token of the sequence
+        raw = torch.exp(log_rho.sum(1, keepdim=True).clamp(-MAX_LOG_WEIGHT, MAX_LOG_WEIGHT)).expand_as(m)
+    else:
+        raw = rho if mode else torch.ones_like(rho)
+    over = (raw > cfg.cap) & tokens if mode else torch.zeros_like(tokens)
+    if mode.endswith("truncate"):
+        raw = raw.clamp(max=cfg.cap)
+    elif mode.endswith("mask"):
+        raw = raw * ~over
+    rejected = torch.zeros_like(tokens)  # IcePop: rho_t outside [mask_low, mask_high]
+    if cfg.mask_low is not None:
+        rejected |= rho < cfg.mask_low
+    if cfg.mask_high is not None:
+        rejected |= rho > cfg.mask_high
+    rejected &= tokens
+    return raw * m * ~rejected, over, rejected
+
+
+def mismatch_k3(old_logp: Tensor, behaviour_logp: Tensor, mask: Tensor) -> float:
+    """KL(mu || pi_old) per model token, by the k3 estimator on the tokens mu sampled."""
+    dtype = torch.promote_types(old_logp.dtype, torch.float32)
+    m = mask.to(dtype)
+    return float(masked_mean(kl_estimate("k3", behaviour_logp.to(dtype) * m, old_logp.to(dtype) * m), m))
 
 
 def behaviour_weights(cfg: BehaviourCorrection, old_logp: Tensor, behaviour_logp: Tensor,
@@ -62,40 +97,14 @@ def behaviour_weights(cfg: BehaviourCorrection, old_logp: Tensor, behaviour_logp
     """The weights w[N, T] and their metrics: mean/min/max of w over the model tokens, the fraction of weights
     truncated (of tokens, or of sequences in the sequence modes), the fraction of tokens masked, and the mismatch
     KL(mu || pi_old) by its k3 estimate."""
-    dtype = torch.promote_types(old_logp.dtype, torch.float32)
-    m = mask.to(dtype)
-    tokens = m > 0
-    log_rho = ((old_logp.detach().to(dtype) - behaviour_logp.detach().to(dtype)) * m)  # log rho_t; 0 on padding
-    rho = torch.exp(log_rho.clamp(-MAX_LOG_WEIGHT, MAX_LOG_WEIGHT))
+    w, over, rejected = weigh(cfg, old_logp, behaviour_logp, mask)
+    tokens = mask > 0
     mode = cfg.mode or ""
-    if mode.startswith("sequence"):  # prod_l rho_l, one weight for the whole sequence
-        raw = torch.exp(log_rho.sum(1, keepdim=True).clamp(-MAX_LOG_WEIGHT, MAX_LOG_WEIGHT)).expand_as(m)
-        units = tokens.any(1)
-        over_units = (raw[:, 0] > cfg.cap) & units
-    else:
-        raw = rho if mode else torch.ones_like(rho)
-        units = tokens
-        over_units = (raw > cfg.cap) & units if mode else torch.zeros_like(units)
-    over = (raw > cfg.cap) & tokens if mode else torch.zeros_like(tokens)
-    if mode.endswith("truncate"):
-        w = raw.clamp(max=cfg.cap)
-    elif mode.endswith("mask"):
-        w = raw * ~over
-    else:
-        w = raw
-    rejected = torch.zeros_like(tokens)  # IcePop: rho_t outside [mask_low, mask_high]
-    if cfg.mask_low is not None:
-        rejected |= rho < cfg.mask_low
-    if cfg.mask_high is not None:
-        rejected |= rho > cfg.mask_high
-    w = w * m * ~rejected
-
-    masked = (rejected | (over if mode.endswith("mask") else torch.zeros_like(over))) & tokens
     kept = w[tokens] if bool(tokens.any()) else w.new_ones(1)
-    n_tokens = m.sum().clamp(min=1)
-    k3 = rho - log_rho - 1  # k3 estimate of KL(mu || pi_old) from tokens sampled by mu
-    truncated = over_units.sum() / units.sum().clamp(min=1) if mode.endswith("truncate") else w.new_zeros(())
-    metrics = {"is/weight_mean": kept.mean(), "is/weight_min": kept.min(), "is/weight_max": kept.max(),
-               "is/truncated_frac": truncated, "is/masked_frac": masked.sum() / n_tokens,
-               "mismatch/k3": (k3 * m).sum() / n_tokens}
-    return w, {k: float(v) for k, v in metrics.items()}
+    units, over_units = (tokens.any(1), over.any(1)) if mode.startswith("sequence") else (tokens, over)
+    truncated = over_units.sum() / units.sum().clamp(min=1) if mode.endswith("truncate") else 0.0
+    masked = rejected | over if mode.endswith("mask") else rejected
+    return w, {"is/weight_mean": float(kept.mean()), "is/weight_min": float(kept.min()),
+               "is/weight_max": float(kept.max()), "is/truncated_frac": float(truncated),
+               "is/masked_frac": float(masked.sum() / tokens.sum().clamp(min=1)),
+               "mismatch/k3": mismatch_k3(old_logp, behaviour_logp, mask)}
