@@ -51,6 +51,10 @@ class TrainConfig:
     is_cap: float = 3.0
     is_mask_low: float | None = None
     is_mask_high: float | None = None
+    # asynchronous rollouts (docs/offpolicy.md): a worker process generates up to k batches ahead of the learner,
+    # batch t with the weights of step max(0, t - 1 - k); 0: synchronous. Stale samples are always corrected: with
+    # async_rollouts > 0 and no is_correction, "token_truncate" is used
+    async_rollouts: int = 0
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 5
@@ -101,6 +105,8 @@ class TrainConfig:
         if self.max_episode_tokens < 0:
             raise ValueError(f"max_episode_tokens must be >= 0 (0: off), got {self.max_episode_tokens}")
         check_is_correction(self.is_correction)
+        if self.async_rollouts < 0:
+            raise ValueError(f"async_rollouts must be >= 0 (0: synchronous), got {self.async_rollouts}")
         if self.engine_batch_tokens < 1:
             raise ValueError(f"engine_batch_tokens must be >= 1, got {self.engine_batch_tokens}")
 

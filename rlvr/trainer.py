@@ -3,21 +3,25 @@
     sample B prompts -> G completions each -> verify -> algorithm.select (dynamic sampling refills the batch)
     -> advantages -> old (and reference) logprobs -> mu epochs of minibatch updates -> weight sync
 
-(the rollout half, single- and multi-turn, is `rlvr.rollout.collector`),
+(the rollout half, single- and multi-turn, is `rlvr.rollout.collector`; with `async_rollouts=k` it runs up to k
+batches ahead in a worker process, `rlvr.rollout.async_worker`),
 
 with held-out evaluation, JSONL metrics, checkpoints that resume exactly, and a clean stop on SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
+import os
 import random
 import signal
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import numpy as np
 import torch
 from torch.distributed.tensor import DTensor
@@ -27,7 +31,7 @@ from rlvr import algorithms, checkpoint
 from rlvr.algorithms.core import fit_generation_budget
 from rlvr.algorithms.correction import BehaviourCorrection, behaviour_weights, mismatch_k3
 from rlvr.batch import PolicyBatch, build_batch, micro_batches, token_logprobs
-from rlvr.chat import ChatRenderer, ensure_chat_template
+from rlvr.chat import ensure_chat_template
 from rlvr.config import TrainConfig
 from rlvr.envs.multiturn import MultiTurnEnv
 from rlvr.envs.prompt_env import PromptEnv
@@ -38,9 +42,9 @@ from rlvr.models import disable_dropout, enable_activation_checkpointing, load_p
 from rlvr.parallel import SingleProcess
 from rlvr.precision import Precision
 from rlvr.rollout import Engine
-from rlvr.rollout.collector import Collector, make_env
+from rlvr.rollout.async_worker import AsyncRollouts, Batch, WorkerJob, eval_seed
+from rlvr.rollout.collector import Collector, make_env, uses_chat
 from rlvr.rollout.hf import stop_token_ids
-from rlvr.sampling import Sampling
 from rlvr.types import Completion, Group
 from rlvr.verifiers import make_executor
 from rlvr.warmstart import TINY_WARMSTART_STEPS, AnswerTargets, EpisodeTargets, supervised_warmstart
@@ -61,7 +65,12 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.algo = algorithms.make(cfg.algo, **cfg.algo_kwargs)
         fit_generation_budget(self.algo, cfg.max_new_tokens)  # Dr. GRPO's MAX_TOKENS is the generation budget
-        self.correction = BehaviourCorrection(cfg.is_correction, cfg.is_cap, cfg.is_mask_low, cfg.is_mask_high)
+        if cfg.async_rollouts and self.parallel.world_size > 1:
+            raise ValueError("async_rollouts > 0 runs one rollout worker beside a single learner process; under "
+                             "torchrun use async_rollouts=0")
+        # stale samples are always corrected: async rollouts without a mode use TRL's default, token_truncate
+        mode = cfg.is_correction or ("token_truncate" if cfg.async_rollouts else None)
+        self.correction = BehaviourCorrection(mode, cfg.is_cap, cfg.is_mask_low, cfg.is_mask_high)
         # a single-turn PromptEnv, or a multi-turn env over one (`task`: its problems, prompts and verifier)
         self.env: PromptEnv | MultiTurnEnv = make_env(cfg, cfg.train_split)
         self.eval_env: PromptEnv | MultiTurnEnv = make_env(cfg, cfg.eval_split)
@@ -91,15 +100,17 @@ class Trainer:
         # the whole policy, which the engine generates with, the warm-start trains and checkpoints store: the
         # same module as self.model, except under FSDP, where self.model is sharded and rank 0 keeps this copy
         self.rollout_model: torch.nn.Module = self.parallel.whole_copy(self.model)
-        self.use_chat = cfg.chat_template and getattr(self.tokenizer, "chat_template", None) is not None
-        self.add_special_tokens = not self.use_chat  # a chat template writes the special tokens itself
-        self.sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k, tuple(cfg.stop))
+        self.add_special_tokens = not uses_chat(cfg, self.tokenizer)  # a chat template writes them itself
         # the run's seeded data stream (which checkpoints save): every training problem is drawn from it
         self.data_rng = np.random.default_rng(cfg.seed)
-        renderer = ChatRenderer(self.tokenizer, stop_token_ids(self.rollout_model, self.tokenizer),
-                                tools=self.env.tools) if self.multi_turn else None
-        self.collector = Collector(cfg, self.env, self.eval_env, self._make_engine(), self.tokenizer, self.executor,
-                                   self.algo, self.sampling, self.data_rng, renderer, self.use_chat)
+        self.stop_ids = stop_token_ids(self.rollout_model, self.tokenizer)
+        # asynchronous rollouts: the engine lives in the worker process (started by `train`), none here
+        engine = None if cfg.async_rollouts else self._make_engine()
+        self.collector = Collector(cfg, engine, self.tokenizer, self.executor, self.algo, self.stop_ids,
+                                   self.data_rng, envs=(self.env, self.eval_env))
+        self.sampling = self.collector.sampling
+        self.rollouts: AsyncRollouts | None = None
+        self.resumed_rollouts: dict[str, Any] | None = None  # a checkpoint's in-flight batches, for the worker
         self.step = 0
         self.ref_model: torch.nn.Module | None = None
         # what the loss's forward runs through: the policy, DDP's wrapper of it, or (in place) FSDP's shards of it
@@ -111,8 +122,8 @@ class Trainer:
         self.metrics = MetricsSink(self.out, tensorboard=cfg.tensorboard)
 
     @property
-    def engine(self) -> Engine:
-        """The rollout engine, which the collector generates with."""
+    def engine(self) -> Engine | None:
+        """The rollout engine, which the collector generates with (None with async rollouts: the worker's)."""
         return self.collector.engine
 
     @engine.setter
@@ -120,8 +131,9 @@ class Trainer:
         self.collector.engine = engine
 
     def close(self) -> None:
-        """Stop what this trainer started: its verifier executor's workers, its engine's workers or Ray actors, and
-        the metrics writer. `with Trainer(cfg) as trainer:` closes it at the end of the block."""
+        """Stop what this trainer started: its rollout worker, its verifier executor's workers, its engine's workers
+        or Ray actors, and the metrics writer. `with Trainer(cfg) as trainer:` closes it at the end of the block."""
+        self.stop_rollouts()
         for part in (self.executor, self.engine):
             if hasattr(part, "close"):
                 part.close()
@@ -142,15 +154,56 @@ class Trainer:
         warmup = max(1, cfg.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
 
+    def engine_options(self) -> dict[str, Any]:
+        """`rlvr.rollout.make_engine`'s options for this run (the worker of async rollouts builds its engine so)."""
+        cfg = self.cfg
+        return dict(model=cfg.model, save_dir=self.out / "initial_model", add_special_tokens=self.add_special_tokens,
+                    seed=cfg.seed, batch_tokens=cfg.engine_batch_tokens, workers=cfg.engine_workers,
+                    gpus=cfg.engine_gpus, vllm_kwargs=dict(cfg.vllm_kwargs))
+
     def _make_engine(self) -> Engine:
         """The run's engine (`rlvr.rollout.make_engine`) over the rollout policy."""
-        cfg = self.cfg
-        return self.parallel.make_engine(cfg.engine, self.rollout_model, self.model, self.tokenizer,
-                                         model=cfg.model, save_dir=self.out / "initial_model",
-                                         add_special_tokens=self.add_special_tokens, seed=cfg.seed,
-                                         batch_tokens=cfg.engine_batch_tokens, autocast=self.precision.autocast,
-                                         workers=cfg.engine_workers, gpus=cfg.engine_gpus,
-                                         vllm_kwargs=dict(cfg.vllm_kwargs))
+        return self.parallel.make_engine(self.cfg.engine, self.rollout_model, self.model, self.tokenizer,
+                                         autocast=self.precision.autocast, **self.engine_options())
+
+    # -- asynchronous rollouts -----------------------------------------------------------------------------
+    def start_rollouts(self, evaluate_first: bool) -> None:
+        """With `async_rollouts=k`, start the worker from the current weights (step `self.step`), continuing a
+        checkpoint's in-flight batches and random streams; the CPU's threads are split between it and the learner.
+        `evaluate_first`: it evaluates these weights before collecting."""
+        cfg, k = self.cfg, self.cfg.async_rollouts
+        if not k or not self.is_main:
+            return
+        saved = self.resumed_rollouts or {"k": k, "in_flight": []}
+        if saved["k"] != k:
+            raise ValueError(f"the checkpoint was written with async_rollouts={saved['k']}: resume with that "
+                             f"(this run has async_rollouts={k})")
+        in_flight: list[Batch] = saved["in_flight"]
+        cpus = len(os.sched_getaffinity(0))
+        if not cfg.threads:
+            torch.set_num_threads(max(1, cpus - cpus // 2))
+        device = str(next(self.rollout_model.parameters()).device)
+        job = WorkerJob(cfg, gymnasium.spec(cfg.env), copy.deepcopy(self.rollout_model).cpu(), self.tokenizer,
+                        self.stop_ids, self.engine_options(), device, cfg.threads or max(1, cpus // 2),
+                        version=self.step, first_batch=self.step + len(in_flight) + 1, evaluate_first=evaluate_first,
+                        data_state=self.data_rng.bit_generator.state,
+                        random_state=in_flight[-1].random_state if in_flight else None)
+        self.rollouts = AsyncRollouts(job, in_flight)
+
+    def stop_rollouts(self) -> None:
+        if self.rollouts is not None:
+            self.rollouts.close()
+            self.rollouts = None
+
+    def next_batch(self) -> tuple[list[Group], dict[str, float]]:
+        """Batch `step + 1`: collected now, or by the worker of async rollouts."""
+        if self.rollouts is None:
+            self.collector.policy_version = self.step
+            return self.collector.collect()
+        return self.rollouts.batch(self.step + 1)
+
+    def eval_due(self, step: int) -> bool:
+        return bool(self.cfg.eval_every) and (step % self.cfg.eval_every == 0 or step == self.cfg.steps)
 
     # -- the update ----------------------------------------------------------------------------------------
     def update(self, groups: list[Group]) -> dict[str, float]:
@@ -213,6 +266,8 @@ class Trainer:
                 self.scheduler.step()
         self.sync_engine()
         metrics = {"entropy": float((entropy.sum() / mask.sum().clamp(min=1))), **algorithms.group_metrics(rewards)}
+        if cfg.async_rollouts:
+            metrics.update(self.staleness(completions))
         if mu is not None:  # how far the engine's distribution is from the learner's, and what the correction did
             metrics["logprob_mismatch"] = float(((mu - old_logp).abs() * mask).sum() / mask.sum().clamp(min=1))
             if self.correction.active:
@@ -224,6 +279,14 @@ class Trainer:
         keys = sorted(metrics)
         means = dict(zip(keys, self.parallel.mean([metrics[k] for k in keys])))
         return {k: means[k] for k in metrics}
+
+    def staleness(self, completions: list[Completion]) -> dict[str, float]:
+        """How many updates old the weights that sampled `completions` are (never more than `async_rollouts`)."""
+        lag = [self.step - c.policy_version for c in completions]
+        if max(lag) > self.cfg.async_rollouts or min(lag) < 0:
+            raise RuntimeError(f"step {self.step}: samples {min(lag)}..{max(lag)} updates old, outside 0.."
+                               f"{self.cfg.async_rollouts} (async_rollouts)")
+        return {"async/staleness": float(np.mean(lag)), "async/staleness_max": float(max(lag))}
 
     def behaviour_logprobs(self, batch: PolicyBatch, completions: list[Completion]) -> torch.Tensor | None:
         """log mu [N, T], the engine's log-probs of the batch's tokens; None if a completion came without them,
@@ -280,15 +343,13 @@ class Trainer:
 
     # -- evaluation ----------------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
-        """Greedy pass@1 and sampled pass@k on the held-out problems (on the main process; {} on the others)."""
+        """Greedy pass@1 and sampled pass@k of the current weights on the held-out problems (on the main process;
+        {} on the others). With async rollouts the worker evaluates, at the steps `eval_due` names."""
         if not self.is_main:
             return {}
-        greedy = self.collector.rollout(self.eval_set, 1, replace(self.sampling, temperature=0.0))
-        out = {"eval/pass@1": float(np.mean([g.verdicts[0].correct for g in greedy]))}
-        if self.cfg.eval_k > 1:
-            sampled = self.collector.rollout(self.eval_set, self.cfg.eval_k, self.sampling)
-            out[f"eval/pass@{self.cfg.eval_k}"] = float(np.mean([g.num_correct > 0 for g in sampled]))
-        return out
+        if self.rollouts is not None:
+            return self.rollouts.evaluation(self.step)
+        return self.collector.evaluate(self.eval_set, eval_seed(self.cfg.seed, self.step))
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     @property
@@ -296,9 +357,11 @@ class Trainer:
         return self.out / "checkpoint"
 
     def sync_engine(self) -> None:
-        """Hand the learner's current weights to the rollout engine (under FSDP, gathered into its whole copy)."""
+        """Hand the learner's current weights to the rollout engine (under FSDP, gathered into its whole copy);
+        async rollouts get them at the end of the step (`train_step`)."""
         self.parallel.refresh_whole_copy(self.model, self.rollout_model)
-        self.engine.sync_weights(self.rollout_model)
+        if self.engine is not None:
+            self.engine.sync_weights(self.rollout_model)
 
     def whole_state(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
         """A module's whole state dict (a sharded learner gathers it: every rank must call this)."""
@@ -313,6 +376,8 @@ class Trainer:
         state = {"step": self.step, "optimizer": optimizer, "scheduler": self.scheduler.state_dict(),
                  "grad_scaler": self.precision.state_dict(), "config": asdict(self.cfg),
                  **checkpoint.random_states(self.data_rng)}
+        if self.rollouts is not None:  # what the worker has collected ahead, and its random streams after it
+            state["rollouts"] = {"k": self.cfg.async_rollouts, "in_flight": self.rollouts.in_flight(self.step)}
         # a LoRA policy's checkpoint is its adapter; the built-in model's base (which the warm-start trains) is
         # kept beside it, any other base is read again from --model
         checkpoint.write(self.checkpoint_dir, self.rollout_model, self.tokenizer, state, ref,
@@ -337,6 +402,7 @@ class Trainer:
     def restore_sampling(self, state: dict[str, Any]) -> None:
         """Continue the checkpoint's random streams and drop metric records past its step (main process)."""
         checkpoint.restore_random_states(state, self.data_rng)
+        self.resumed_rollouts = state.get("rollouts")
         self.metrics.truncate(self.step)
 
     def load(self) -> None:
@@ -375,6 +441,8 @@ class Trainer:
         else:
             self.metrics.reset()
             self._warmstart()
+        self.start_rollouts(evaluate_first=not resume)
+        if not resume:
             self.log({"step": 0, **self.evaluate()})
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and self.is_main),
@@ -382,7 +450,7 @@ class Trainer:
         try:
             while self.step < cfg.steps and not self.parallel.should_stop(self._stop_requested):
                 record = self.train_step()
-                if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
+                if self.eval_due(self.step):
                     record.update(self.evaluate())
                 self.log(record)
                 records.append(record)
@@ -391,27 +459,31 @@ class Trainer:
                                                                "kl_ref", "tokens_per_s") if k in record})
                 if cfg.save_every and self.step % cfg.save_every == 0:
                     self.save()
+            self.save()
         finally:  # an exception propagates without saving: the last checkpoint stays the last good state
             bar.close()
             self.metrics.close()
+            self.stop_rollouts()
             for s, h in handlers.items():
                 signal.signal(s, h)
-        self.save()
         return records
 
     def train_step(self) -> dict[str, Any]:
         """One RL step: collect B groups, update on them, advance the step counter; returns the step's record."""
         cfg = self.cfg
         t0 = time.perf_counter()
-        groups, stats = self.parallel.from_main(self.collector.collect)
-        t_gen = time.perf_counter() - t0
+        groups, stats = self.parallel.from_main(self.next_batch)
+        t_wait = time.perf_counter() - t0
         record: dict[str, Any] = {"step": self.step + 1, **stats}
         if groups:
             record.update(self.update(groups))
         self.step += 1
+        if self.rollouts is not None:  # the worker loads these weights when its schedule reaches them
+            self.rollouts.push(self.rollout_model, self.step, evaluate=self.eval_due(self.step))
         tokens = stats["length"] * cfg.num_prompts * cfg.group_size * stats["gen/rounds"]
-        record.update({"gen/tokens": tokens, "tokens_per_s": tokens / max(t_gen, 1e-9),
-                       "time/step": time.perf_counter() - t0})
+        t_step = time.perf_counter() - t0
+        record.update({"gen/tokens": tokens, "tokens_per_s": tokens / max(stats["time/gen"], 1e-9),
+                       "time/step": t_step, "time/wait": t_wait, "time/update": t_step - t_wait})
         return record
 
     def _warmstart(self) -> None:
@@ -431,7 +503,8 @@ class Trainer:
                                               micro_batch_tokens=cfg.micro_batch_tokens,
                                               progress=cfg.progress and self.is_main)
             self.log({"step": 0, "warmstart/steps": steps, "warmstart/final_loss": losses[-1]})
-            self.engine.sync_weights(self.rollout_model)  # not sync_engine(): only rank 0 warm-starts, no gather
+            if self.engine is not None:  # not sync_engine(): only rank 0 warm-starts, no gather
+                self.engine.sync_weights(self.rollout_model)
         self.parallel.broadcast_parameters(self.model, self.rollout_model)
 
 

@@ -34,6 +34,7 @@ class Completion:
     logprobs: list[float] | None = None
     finish_reason: FinishReason = "stop"
     loss_mask: list[int] | None = None  # per token id: 1 sampled by the model, 0 written by the env; None: all 1
+    policy_version: int | None = None  # the learner step whose weights sampled it (set by the trainer's collector)
 
     @classmethod
     def coerce(cls, action: str | Completion) -> Completion:

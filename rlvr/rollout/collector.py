@@ -5,9 +5,12 @@ per episode, played turn by turn by `rlvr.rollout.episodes`)."""
 from __future__ import annotations
 
 import sys
+import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import torch
 from transformers import PreTrainedTokenizerBase
 
 import rlvr
@@ -29,19 +32,32 @@ def make_env(cfg: TrainConfig, split: str) -> PromptEnv | MultiTurnEnv:
     return rlvr.make(cfg.env, **{**cfg.env_kwargs, "split": split}).unwrapped
 
 
-class Collector:
-    """Rolls out the run's training batches (`collect`) and held-out episodes (`rollout`) with one engine; draws
-    every training problem from `data_rng`, the run's seeded data stream."""
+def run_sampling(cfg: TrainConfig) -> Sampling:
+    """The run's sampling distribution, which the engine samples from and the learner trains under."""
+    return Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k, tuple(cfg.stop))
 
-    def __init__(self, cfg: TrainConfig, env: PromptEnv | MultiTurnEnv, eval_env: PromptEnv | MultiTurnEnv,
-                 engine: Engine, tokenizer: PreTrainedTokenizerBase, executor: Executor, algo: Algorithm,
-                 sampling: Sampling, data_rng: np.random.Generator, renderer: ChatRenderer | None,
-                 use_chat: bool) -> None:
-        self.cfg, self.env, self.eval_env, self.engine = cfg, env, eval_env, engine
-        self.tokenizer, self.executor, self.algo, self.sampling = tokenizer, executor, algo, sampling
-        self.data_rng, self.renderer, self.use_chat = data_rng, renderer, use_chat
+
+def uses_chat(cfg: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether prompts are rendered with the tokenizer's chat template (which writes the special tokens itself)."""
+    return cfg.chat_template and getattr(tokenizer, "chat_template", None) is not None
+
+
+class Collector:
+    """Rolls out the run's training batches (`collect`) and held-out episodes (`rollout`, `evaluate`) with one
+    engine; draws every training problem from `data_rng`, the run's seeded data stream. `stop_ids` end a model's
+    turn (multi-turn envs). Each training completion records `policy_version`, the weights it was sampled with."""
+
+    def __init__(self, cfg: TrainConfig, engine: Engine | None, tokenizer: PreTrainedTokenizerBase,
+                 executor: Executor, algo: Algorithm, stop_ids: set[int], data_rng: np.random.Generator,
+                 envs: tuple[PromptEnv | MultiTurnEnv, PromptEnv | MultiTurnEnv] | None = None) -> None:
+        self.env, self.eval_env = envs or (make_env(cfg, cfg.train_split), make_env(cfg, cfg.eval_split))
+        self.cfg, self.engine, self.tokenizer, self.executor, self.algo = cfg, engine, tokenizer, executor, algo
+        self.sampling, self.use_chat, self.data_rng = run_sampling(cfg), uses_chat(cfg, tokenizer), data_rng
+        self.policy_version = 0
+        env = self.env
         self.multi_turn = isinstance(env, MultiTurnEnv)
         self.task: PromptEnv = env.task if self.multi_turn else env
+        self.renderer = ChatRenderer(tokenizer, stop_ids, tools=env.tools) if self.multi_turn else None
         # single-turn: the vector env a user would step, drawing from the run's data stream
         self.venv = None if self.multi_turn else GroupVectorEnv(env, cfg.num_prompts, cfg.group_size, executor)
         if self.venv is not None:
@@ -94,9 +110,22 @@ class Collector:
         env = self.eval_env if held_out else self.env
         return self.episodes(GroupVectorEnv(env, len(problems), n, self.executor), sampling, {"problems": problems})
 
+    def evaluate(self, problems: list[Problem], seed: int) -> dict[str, float]:
+        """Greedy pass@1 and sampled pass@k (k = `eval_k`) on `problems`. Its sampling draws from torch's
+        generators seeded with `seed` and then restored, so evaluating leaves the training stream as it was."""
+        greedy = self.rollout(problems, 1, replace(self.sampling, temperature=0.0))
+        out = {"eval/pass@1": float(np.mean([g.verdicts[0].correct for g in greedy]))}
+        if self.cfg.eval_k > 1:
+            cuda = range(torch.cuda.device_count()) if torch.cuda.is_available() else []
+            with torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(seed)
+                sampled = self.rollout(problems, self.cfg.eval_k, self.sampling)
+            out[f"eval/pass@{self.cfg.eval_k}"] = float(np.mean([g.num_correct > 0 for g in sampled]))
+        return out
+
     def collect(self) -> tuple[list[Group], dict[str, float]]:
         """B groups to learn from; with dynamic sampling, draw more prompts until B are kept or rounds run out."""
-        cfg, kept, drawn, rounds = self.cfg, [], 0, 0
+        cfg, kept, drawn, rounds, start = self.cfg, [], 0, 0, time.perf_counter()
         limit = self.algo.max_gen_rounds if self.algo.dynamic_sampling else 1
         while len(kept) < cfg.num_prompts and rounds < limit:
             if self.multi_turn:
@@ -109,6 +138,8 @@ class Collector:
             if rounds == 1:
                 first, played = groups, episodes  # statistics describe the policy, before any filtering
         kept = kept[:cfg.num_prompts]
+        for c in (c for g in kept for c in g.completions):
+            c.policy_version = self.policy_version
         completions = [c for g in first for c in g.completions]
         stats = {
             "reward": float(np.mean([r for g in first for r in g.rewards])),
@@ -116,7 +147,7 @@ class Collector:
             "length": float(np.mean([c.num_sampled for c in completions])),
             "truncated": float(np.mean([c.truncated for c in completions])),
             "gen/groups_drawn": drawn, "gen/groups_kept": len(kept), "gen/groups_dropped": drawn - len(kept),
-            "gen/rounds": rounds}
+            "gen/rounds": rounds, "time/gen": time.perf_counter() - start}
         if played:
             stats["episode/turns"] = float(np.mean([len(e.turns) for e in played]))
             stats["episode/tool_calls"] = float(np.mean([e.tool_calls for e in played]))
