@@ -51,6 +51,12 @@ def batches_of(version: int, k: int) -> range:
     return range(1, k + 2) if version == 0 else range(version + k + 1, version + k + 2)
 
 
+def ray_address() -> str | None:
+    """The address of the Ray cluster this process has joined, if it has."""
+    ray = sys.modules.get("ray")
+    return ray.get_runtime_context().gcs_address if ray is not None and ray.is_initialized() else None
+
+
 def eval_seed(seed: int, step: int) -> int:
     """The seed of the held-out evaluation after `step` (its own stream: evaluating never moves the training one)."""
     return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
@@ -85,6 +91,7 @@ class WorkerJob:
     evaluate_first: bool = False
     data_state: dict[str, Any] | None = None  # the learner's data stream, which a fresh worker continues
     random_state: dict[str, Any] | None = None  # a checkpoint's: the worker's streams after its last batch
+    ray_address: str | None = field(default_factory=lambda: ray_address())  # Ray engines join the learner's cluster
     parent_pid: int = field(default_factory=os.getpid)
 
 
@@ -174,6 +181,8 @@ def work(job: WorkerJob, requests: mp.Queue, results: mp.Queue) -> None:
 def produce(job: WorkerJob, requests: mp.Queue, results: mp.Queue) -> None:
     cfg, k = job.cfg, job.cfg.async_rollouts
     torch.set_num_threads(job.threads)
+    if job.ray_address:
+        os.environ["RAY_ADDRESS"] = job.ray_address
     gymnasium.registry.setdefault(job.env_spec.id, job.env_spec)
     data_rng = np.random.default_rng(cfg.seed)
     if job.random_state is None:
