@@ -1,12 +1,13 @@
 """Every benchmark, one after the other (never two at once: they time themselves), then one summary of their tables.
 
-    python bench/run_all.py [--full] [--skip verifiers ablation vs_trl engines memory] [--trl-python PYTHON]
+    python bench/run_all.py [--full] [--skip verifiers ablation vs_trl engines memory async] [--trl-python PYTHON]
                             [--vllm-python PYTHON]
 
 verifiers: bench/verifiers.py; ablation: bench/ablation.py (--quick unless --full); vs_trl: bench/vs_trl.py, run
 with an interpreter that has TRL (default .venv-bench/bin/python); engines: bench/engines.py, run with one that
 has vLLM (default .venv-vllm/bin/python, made by scripts/setup_vllm_cpu.sh); memory: bench/memory.py (completions
-of 256 and 1,024 tokens, and 4,096 with --full; its TRL sides with the TRL interpreter). Each one's full output is kept in
+of 256 and 1,024 tokens, and 4,096 with --full; its TRL sides with the TRL interpreter); async:
+bench/async_rollouts.py (seeds 0 and 1; 0, 1, 2 with --full). Each one's full output is kept in
 <out>/<name>.txt and its results under <out> (default bench/results, which holds the committed ones).
 """
 
@@ -32,6 +33,8 @@ def commands(full: bool, trl_python: str, vllm_python: str, out: Path) -> dict[s
         "engines": [vllm_python, str(BENCH / "engines.py"), "--out", str(out / "engines")],
         "memory": [sys.executable, str(BENCH / "memory.py"), "--trl-python", trl_python, "--out", str(out / "memory"),
                    "--lengths", "256", "1024", *(["4096"] if full else [])],
+        "async": [sys.executable, str(BENCH / "async_rollouts.py"), "--out", str(out / "async"),
+                  "--seeds", "0", "1", *(["2"] if full else [])],
     }
 
 
@@ -48,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--full", action="store_true", help="the full ablation (3 seeds, all variants; hours on CPU)")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["verifiers", "ablation", "vs_trl", "engines", "memory"])
+                        choices=["verifiers", "ablation", "vs_trl", "engines", "memory", "async"])
     parser.add_argument("--trl-python", default=str(BENCH.parent / ".venv-bench" / "bin" / "python"))
     parser.add_argument("--vllm-python", default=str(BENCH.parent / ".venv-vllm" / "bin" / "python"))
     parser.add_argument("--out", type=Path, default=BENCH / "results")

@@ -161,7 +161,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rlvr.trainer import Trainer
 
     cfg = train_config(args)
-    cfg.progress = False
+    cfg.progress, cfg.async_rollouts = False, 0  # an evaluation generates in this process
     with Trainer(cfg) as trainer:
         print(json.dumps(trainer.evaluate(), indent=2))
     return 0

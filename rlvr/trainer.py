@@ -119,6 +119,7 @@ class Trainer:
         self.make_optimizer()
         self.eval_set = self.eval_task.source.distinct(cfg.eval_problems)
         self._stop_requested = False
+        self.started = time.perf_counter()
         self.metrics = MetricsSink(self.out, tensorboard=cfg.tensorboard)
 
     @property
@@ -349,6 +350,9 @@ class Trainer:
             return {}
         if self.rollouts is not None:
             return self.rollouts.evaluation(self.step)
+        if self.engine is None:
+            raise RuntimeError("with async_rollouts > 0 the rollout worker evaluates, during train(); evaluate "
+                               "with async_rollouts=0 (as `rlvr eval` does)")
         return self.collector.evaluate(self.eval_set, eval_seed(self.cfg.seed, self.step))
 
     # -- checkpoints ---------------------------------------------------------------------------------------
@@ -447,6 +451,7 @@ class Trainer:
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and self.is_main),
                    desc="rlvr train")
+        self.started = time.perf_counter()  # the RL phase's clock (time/elapsed)
         try:
             while self.step < cfg.steps and not self.parallel.should_stop(self._stop_requested):
                 record = self.train_step()
@@ -483,7 +488,8 @@ class Trainer:
         tokens = stats["length"] * cfg.num_prompts * cfg.group_size * stats["gen/rounds"]
         t_step = time.perf_counter() - t0
         record.update({"gen/tokens": tokens, "tokens_per_s": tokens / max(stats["time/gen"], 1e-9),
-                       "time/step": t_step, "time/wait": t_wait, "time/update": t_step - t_wait})
+                       "time/step": t_step, "time/wait": t_wait, "time/update": t_step - t_wait,
+                       "time/elapsed": time.perf_counter() - self.started})
         return record
 
     def _warmstart(self) -> None:

@@ -42,6 +42,45 @@ def test_async_runs_learn_with_staleness_exactly_as_scheduled(tmp_path, k):
     assert untrained < 0.4 and final > untrained + 0.25, (untrained, final)
 
 
+class RecordingTrainer(Trainer):
+    """Keeps the weights of every step and the batches it trained on, to check which weights sampled them."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.weights = {}  # step -> the policy's state after that many updates
+        self.batches = {}  # batch number -> its groups
+
+    def next_batch(self):
+        self.weights.setdefault(self.step, {k: v.clone() for k, v in self.model.state_dict().items()})
+        groups, stats = super().next_batch()
+        self.batches[self.step + 1] = groups
+        return groups, stats
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_each_batch_was_sampled_by_the_weights_its_schedule_names(tmp_path, k):
+    """The engine's log-probs of batch t are those of the weights after step max(0, t-1-k), and of no later ones:
+    recomputed with each step's weights, the match is exact (float32 hf) only at the scheduled version."""
+    from rlvr.batch import build_batch
+
+    trainer = RecordingTrainer(easy_config(tmp_path, algo="grpo", async_rollouts=k, steps=6, lr=3e-2))
+    trainer.train()
+    for t, groups in trainer.batches.items():
+        completions = [c for g in groups for c in g.completions]
+        prompts = [trainer.collector.first_prompt(g.problem) for g in groups for _ in g.completions]
+        batch = build_batch(trainer.tokenizer, prompts, completions, add_special_tokens=trainer.add_special_tokens)
+        mu, mask = batch.engine_logprobs(completions), batch.completion_mask
+        gaps = {}
+        for version, state in trainer.weights.items():
+            trainer.model.load_state_dict(state)
+            logp, _ = trainer.batch_logprobs(trainer.model, batch)
+            gaps[version] = float(((logp - mu).abs() * mask).max())
+        scheduled = max(0, t - 1 - k)
+        assert gaps[scheduled] < 1e-4, (t, gaps)
+        assert all(gap > 1e-3 for v, gap in gaps.items() if v != scheduled), (t, gaps)
+        assert {c.policy_version for c in completions} == {scheduled}
+
+
 def test_the_correction_mode_can_be_chosen_and_weighs_stale_samples(tmp_path):
     records = Trainer(easy_config(tmp_path, async_rollouts=1, steps=4, is_correction="sequence_mask")).train()
     assert all(0 <= r["is/masked_frac"] <= 1 for r in records)
@@ -107,3 +146,7 @@ def test_a_failing_worker_is_an_error_that_says_why(tmp_path):
 def test_bad_settings_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="async_rollouts must be >= 0"):
         TrainConfig(async_rollouts=-1)
+    trainer = Trainer(easy_config(tmp_path, async_rollouts=1))
+    assert trainer.engine is None  # the worker, started by train(), owns the engine
+    with pytest.raises(RuntimeError, match="the rollout worker evaluates, during train"):
+        trainer.evaluate()

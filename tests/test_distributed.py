@@ -175,6 +175,18 @@ def test_trainer_rolls_out_and_verifies_on_ray(ray_cluster, tmp_path):
 ALGOS = ("dapo", "grpo")  # token-mean, and seq-mean-token-mean with a KL term
 
 
+def test_async_rollouts_generate_on_ray_actors_of_the_learners_cluster(ray_cluster, tmp_path):
+    """With async rollouts the worker process builds the Ray engine, joining the cluster the learner is on."""
+    from rlvr.trainer import Trainer
+
+    cfg = learner_config(str(tmp_path), "grpo")
+    cfg.engine, cfg.engine_workers, cfg.async_rollouts = "ray-hf", 1, 1
+    cfg.num_prompts, cfg.steps, cfg.eval_every, cfg.save_every = 4, 3, 3, 0
+    records = Trainer(cfg).train()
+    assert [r["async/staleness"] for r in records] == [0.0, 1.0, 1.0]
+    assert "eval/pass@1" in records[-1] and all(r["gen/groups_kept"] == 4 for r in records)
+
+
 def learner_config(out_dir: str, algo: str, strategy: str = "ddp", lora: dict | None = None) -> TrainConfig:
     from rlvr.trainer import TrainConfig
 

@@ -207,6 +207,18 @@ def test_a_resumed_vllm_run_gives_the_metrics_of_an_unbroken_one(tmp_path):
     assert resumed == unbroken
 
 
+def test_an_async_vllm_run_resumes_exactly(tmp_path):
+    """Async rollouts with vLLM in the worker process: the schedule's staleness, the engine following the pushed
+    weights (the first batch's log-probs are the learner's), and a resumed run equal to an unbroken one."""
+    from test_trainer import unbroken_and_resumed
+
+    unbroken, resumed = unbroken_and_resumed(tmp_path, engine="vllm", vllm_kwargs=ENGINE_KWARGS, device=DEVICE,
+                                             async_rollouts=1)
+    assert resumed == unbroken
+    assert [r["async/staleness"] for r in resumed[1:]] == [0.0, 1.0, 1.0, 1.0]
+    assert resumed[1]["logprob_mismatch"] < 10 * ATOL  # batch 1: sampled with the weights the learner holds
+
+
 @pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.device_count() < 2, reason="needs 2 GPUs (or none)")
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_training_under_torchrun_with_the_vllm_engine(tmp_path, strategy):

@@ -184,6 +184,10 @@ def produce(job: WorkerJob, requests: mp.Queue, results: mp.Queue) -> None:
     if job.ray_address:
         os.environ["RAY_ADDRESS"] = job.ray_address
     gymnasium.registry.setdefault(job.env_spec.id, job.env_spec)
+    policy = job.policy.to(job.device)
+    autocast = Precision(cfg.mixed_precision, torch.device(job.device), next(policy.parameters()).dtype).autocast
+    engine = make_engine(cfg.engine, policy, job.tokenizer, autocast=autocast, **job.engine_options)
+    # the random streams after the engine is built (vLLM seeds torch's generators with its own seed)
     data_rng = np.random.default_rng(cfg.seed)
     if job.random_state is None:
         if job.data_state is not None:
@@ -193,9 +197,6 @@ def produce(job: WorkerJob, requests: mp.Queue, results: mp.Queue) -> None:
         torch.manual_seed(cfg.seed)
     else:
         restore_random_states(job.random_state, data_rng)
-    policy = job.policy.to(job.device)
-    autocast = Precision(cfg.mixed_precision, torch.device(job.device), next(policy.parameters()).dtype).autocast
-    engine = make_engine(cfg.engine, policy, job.tokenizer, autocast=autocast, **job.engine_options)
     executor = make_executor(cfg.executor)
     try:
         collector = Collector(cfg, engine, job.tokenizer, executor, algorithms.make(cfg.algo, **cfg.algo_kwargs),
