@@ -8,7 +8,8 @@ Every side is one `rlvr train` run of the demo's configuration (rlvr/Arithmetic-
 bench/results/init/), each in its own process, one after the other, nothing else running:
 
 - timing: `async_rollouts` 0 (the synchronous trainer, every core, and on one thread), 1 and 2 (learner and
-  worker a core each; for k = 2 also with a tighter correction, token_mask at cap 2 with IcePop's lower bound 0.5):
+  worker a core each; for k = 2 also with a tighter correction, token_mask at cap 2 with IcePop's lower bound 0.5),
+  and the three at half the demo's learning rate (5e-4):
   RL-phase wall time (the first step's start to the last step's end), steps/s, the learner's idle fraction (waiting
   for a batch), the engine's (not generating), and held-out greedy pass@1 after the same number of steps.
 - mismatch: the synchronous trainer with an engine that samples from a perturbed copy of the policy (every weight
@@ -35,7 +36,9 @@ INIT_DIR = Path("bench/results/init")
 TIMING = {"sync": {"async_rollouts": 0}, "sync, 1 thread": {"async_rollouts": 0, "threads": 1},
           "async=1": {"async_rollouts": 1}, "async=2": {"async_rollouts": 2},
           "async=2, IcePop mask": {"async_rollouts": 2, "is_correction": "token_mask", "is_cap": 2.0,
-                                   "is_mask_low": 0.5}}
+                                   "is_mask_low": 0.5},
+          "sync, lr 5e-4": {"async_rollouts": 0, "lr": 5e-4}, "async=1, lr 5e-4": {"async_rollouts": 1, "lr": 5e-4},
+          "async=2, lr 5e-4": {"async_rollouts": 2, "lr": 5e-4}}
 MISMATCH = {"none": None, "token_truncate": "token_truncate", "token_mask": "token_mask",
             "sequence_truncate": "sequence_truncate", "sequence_mask": "sequence_mask"}
 
@@ -114,7 +117,7 @@ def summarise(rows: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
 
 def tables(rows: list[dict[str, Any]]) -> str:
     timing = summarise(rows, "timing")
-    base = next((r for r in timing if r["side"] == "sync"), None)
+    base = next((r for r in timing if r["side"] == "sync"), None)  # the demo's own configuration
     lines = ["| rollouts | seeds | RL wall (s) | steps/s | vs sync | learner idle | engine idle | staleness | "
              "pass@1 start | pass@1 after the steps |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in timing:
