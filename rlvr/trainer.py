@@ -11,9 +11,7 @@ with held-out evaluation, JSONL metrics, checkpoints that resume exactly, and a 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
-import os
 import random
 import signal
 import time
@@ -21,7 +19,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import gymnasium
 import numpy as np
 import torch
 from torch.distributed.tensor import DTensor
@@ -42,7 +39,7 @@ from rlvr.models import disable_dropout, enable_activation_checkpointing, load_p
 from rlvr.parallel import SingleProcess
 from rlvr.precision import Precision
 from rlvr.rollout import Engine
-from rlvr.rollout.async_worker import AsyncRollouts, Batch, WorkerJob, eval_seed
+from rlvr.rollout.async_worker import AsyncRollouts, eval_seed
 from rlvr.rollout.collector import Collector, make_env, uses_chat
 from rlvr.rollout.hf import stop_token_ids
 from rlvr.types import Completion, Group
@@ -76,7 +73,6 @@ class Trainer:
         self.eval_env: PromptEnv | MultiTurnEnv = make_env(cfg, cfg.eval_split)
         self.multi_turn = isinstance(self.env, MultiTurnEnv)
         self.task: PromptEnv = self.env.task if self.multi_turn else self.env
-        self.eval_task: PromptEnv = self.eval_env.task if self.multi_turn else self.eval_env
         if not isinstance(self.task, PromptEnv):
             raise TypeError(f"{cfg.env} is a {type(self.env).__name__}; the trainer rolls out a PromptEnv or a "
                             "MultiTurnEnv over one")
@@ -117,7 +113,7 @@ class Trainer:
         self.learner: torch.nn.Module = self.parallel.wrap(self.model, self.rollout_model,
                                                             keep_reference=self.algo.beta > 0)
         self.make_optimizer()
-        self.eval_set = self.eval_task.source.distinct(cfg.eval_problems)
+        self.eval_set = self.collector.eval_set
         self._stop_requested = False
         self.started = time.perf_counter()
         self.metrics = MetricsSink(self.out, tensorboard=cfg.tensorboard)
@@ -170,26 +166,11 @@ class Trainer:
     # -- asynchronous rollouts -----------------------------------------------------------------------------
     def start_rollouts(self, evaluate_first: bool) -> None:
         """With `async_rollouts=k`, start the worker from the current weights (step `self.step`), continuing a
-        checkpoint's in-flight batches and random streams; the CPU's threads are split between it and the learner.
-        `evaluate_first`: it evaluates these weights before collecting."""
-        cfg, k = self.cfg, self.cfg.async_rollouts
-        if not k or not self.is_main:
-            return
-        saved = self.resumed_rollouts or {"k": k, "in_flight": []}
-        if saved["k"] != k:
-            raise ValueError(f"the checkpoint was written with async_rollouts={saved['k']}: resume with that "
-                             f"(this run has async_rollouts={k})")
-        in_flight: list[Batch] = saved["in_flight"]
-        cpus = len(os.sched_getaffinity(0))
-        if not cfg.threads:
-            torch.set_num_threads(max(1, cpus - cpus // 2))
-        device = str(next(self.rollout_model.parameters()).device)
-        job = WorkerJob(cfg, gymnasium.spec(cfg.env), copy.deepcopy(self.rollout_model).cpu(), self.tokenizer,
-                        self.stop_ids, self.engine_options(), device, cfg.threads or max(1, cpus // 2),
-                        version=self.step, first_batch=self.step + len(in_flight) + 1, evaluate_first=evaluate_first,
-                        data_state=self.data_rng.bit_generator.state,
-                        random_state=in_flight[-1].random_state if in_flight else None)
-        self.rollouts = AsyncRollouts(job, in_flight)
+        checkpoint's in-flight batches; `evaluate_first`: it evaluates these weights before collecting."""
+        if self.cfg.async_rollouts and self.is_main:
+            self.rollouts = AsyncRollouts.start(self.cfg, self.rollout_model, self.tokenizer, self.stop_ids,
+                                                self.engine_options(), self.step, self.data_rng,
+                                                self.resumed_rollouts, evaluate_first)
 
     def stop_rollouts(self) -> None:
         if self.rollouts is not None:

@@ -117,17 +117,24 @@ def test_a_checkpoint_written_with_another_k_is_refused(tmp_path):
         Trainer(easy_config(tmp_path, async_rollouts=2, steps=3)).train(resume=True)
 
 
-def test_sigterm_stops_an_async_run_with_a_checkpoint_of_every_finished_step(tmp_path):
+@pytest.mark.parametrize("signum, group", [(signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["SIGTERM to the learner", "Ctrl-C: SIGINT to the process group"])
+def test_a_signal_stops_an_async_run_with_a_checkpoint_of_every_finished_step(tmp_path, signum, group):
+    """The learner finishes its step and saves, in-flight batches included; the worker ignores SIGINT (a Ctrl-C
+    reaches the whole group) and stops with the learner."""
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "rlvr.cli", "train", "--out-dir", str(out), "steps=100000",
                              "save_every=0", "eval_every=0", "progress=False", "num_prompts=2", "group_size=2",
-                             "warmstart_steps=0", "threads=1", "async_rollouts=2"],
+                             "warmstart_steps=0", "threads=1", "async_rollouts=2"], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()})
     metrics = out / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    if group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()[-3000:]
     state = torch.load(out / "checkpoint/state.pt", weights_only=False)
     steps_logged = max(json.loads(line)["step"] for line in metrics.read_text().splitlines())

@@ -12,6 +12,7 @@ own verifier executor and envs; CPU threads are split between it and the learner
 
 from __future__ import annotations
 
+import copy
 import os
 import queue
 import random
@@ -99,6 +100,29 @@ class AsyncRollouts:
     """The learner's side: starts the worker, hands it each step's weights (`push`), and returns its batches in
     order (`batch`), its evaluations (`evaluation`) and what is in flight for a checkpoint (`in_flight`)."""
 
+    @classmethod
+    def start(cls, cfg: TrainConfig, policy: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, stop_ids: set[int],
+              engine_options: dict[str, Any], version: int, data_rng: np.random.Generator,
+              saved: dict[str, Any] | None, evaluate_first: bool) -> AsyncRollouts:
+        """A worker starting from `policy` (the weights of step `version`) and continuing `saved`, a checkpoint's
+        in-flight batches, or else the learner's data stream. Unless `cfg.threads` sets both, the learner keeps
+        half the CPU's cores (this process's torch threads are set so) and the worker takes the other half."""
+        saved = saved or {"k": cfg.async_rollouts, "in_flight": []}
+        if saved["k"] != cfg.async_rollouts:
+            raise ValueError(f"the checkpoint was written with async_rollouts={saved['k']}: resume with that "
+                             f"(this run has async_rollouts={cfg.async_rollouts})")
+        in_flight: list[Batch] = saved["in_flight"]
+        cpus = len(os.sched_getaffinity(0))
+        if not cfg.threads:
+            torch.set_num_threads(max(1, cpus - cpus // 2))
+        device = str(next(policy.parameters()).device)
+        job = WorkerJob(cfg, gymnasium.spec(cfg.env), copy.deepcopy(policy).cpu(), tokenizer, stop_ids,
+                        engine_options, device, cfg.threads or max(1, cpus // 2), version=version,
+                        first_batch=version + len(in_flight) + 1, evaluate_first=evaluate_first,
+                        data_state=data_rng.bit_generator.state,
+                        random_state=in_flight[-1].random_state if in_flight else None)
+        return cls(job, in_flight)
+
     def __init__(self, job: WorkerJob, in_flight: list[Batch] = ()) -> None:
         self.k, self.last = job.cfg.async_rollouts, job.cfg.steps + job.cfg.async_rollouts
         ctx = mp.get_context("spawn")
@@ -160,7 +184,7 @@ class AsyncRollouts:
         while self.process.is_alive() and time.monotonic() < deadline:
             try:
                 self.results.get(timeout=0.1)
-            except queue.Empty:
+            except (queue.Empty, EOFError, OSError):  # nothing, or a message whose tensors left with the worker
                 pass
         if self.process.is_alive():
             self.process.terminate()
@@ -201,13 +225,11 @@ def produce(job: WorkerJob, requests: mp.Queue, results: mp.Queue) -> None:
     try:
         collector = Collector(cfg, engine, job.tokenizer, executor, algorithms.make(cfg.algo, **cfg.algo_kwargs),
                               job.stop_ids, data_rng)
-        eval_task = collector.eval_env.task if collector.multi_turn else collector.eval_env
-        eval_set = eval_task.source.distinct(cfg.eval_problems)
         version, evaluate, waited = job.version, job.evaluate_first, 0.0
         while True:
             collector.policy_version = version
             if evaluate:
-                results.put(("eval", version, collector.evaluate(eval_set, eval_seed(cfg.seed, version))))
+                results.put(("eval", version, collector.evaluate(collector.eval_set, eval_seed(cfg.seed, version))))
             for t in batches_of(version, k):
                 if job.first_batch <= t <= cfg.steps + k:
                     groups, stats = collector.collect()

@@ -58,6 +58,8 @@ class Collector:
         self.multi_turn = isinstance(env, MultiTurnEnv)
         self.task: PromptEnv = env.task if self.multi_turn else env
         self.renderer = ChatRenderer(tokenizer, stop_ids, tools=env.tools) if self.multi_turn else None
+        eval_task = self.eval_env.task if self.multi_turn else self.eval_env
+        self.eval_set = eval_task.source.distinct(cfg.eval_problems)  # the held-out problems `evaluate` poses
         # single-turn: the vector env a user would step, drawing from the run's data stream
         self.venv = None if self.multi_turn else GroupVectorEnv(env, cfg.num_prompts, cfg.group_size, executor)
         if self.venv is not None:
