@@ -106,23 +106,28 @@ def side_result(out_dir: Path) -> dict[str, float]:
 
 
 def summarise(rows: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
-    """Means over seeds per side of `group` ("timing" or "mismatch")."""
+    """Per side of `group` ("timing" or "mismatch"): the median over repeats of each seed, then the mean over
+    seeds (the machine's speed drifts from run to run; repeats are interleaved so every side sees the drift)."""
     out = []
     for name in dict.fromkeys(r["side"] for r in rows if r["group"] == group):
         mine = [r for r in rows if r["group"] == group and r["side"] == name]
+        seeds = sorted({r["seed"] for r in mine})
         keys = [k for k in mine[0] if isinstance(mine[0][k], float)]
-        out.append({"side": name, "seeds": len(mine), **{k: float(np.mean([r[k] for r in mine])) for k in keys}})
+        per_seed = [{k: float(np.median([r[k] for r in mine if r["seed"] == s])) for k in keys} for s in seeds]
+        out.append({"side": name, "seeds": len(seeds), "repeats": len(mine) // len(seeds),
+                    **{k: float(np.mean([p[k] for p in per_seed])) for k in keys}})
     return out
 
 
 def tables(rows: list[dict[str, Any]]) -> str:
     timing = summarise(rows, "timing")
     base = next((r for r in timing if r["side"] == "sync"), None)  # the demo's own configuration
-    lines = ["| rollouts | seeds | RL wall (s) | steps/s | vs sync | learner idle | engine idle | staleness | "
+    lines = ["| rollouts | seeds x repeats | RL wall (s) | steps/s | vs sync | learner idle | engine idle | staleness | "
              "pass@1 start | pass@1 after the steps |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in timing:
         speedup = f"{r['steps_per_s'] / base['steps_per_s']:.2f}x" if base else "-"
-        lines.append(f"| {r['side']} | {r['seeds']} | {r['rl_wall_s']:.0f} | {r['steps_per_s']:.3f} | {speedup} | "
+        lines.append(f"| {r['side']} | {r['seeds']} x {r['repeats']} | {r['rl_wall_s']:.1f} | {r['steps_per_s']:.3f} | "
+                     f"{speedup} | "
                      f"{r['learner_idle']:.0%} | {r['engine_idle']:.0%} | {r.get('async/staleness', 0):.2f} | "
                      f"{r['pass@1_start']:.1%} | {r['pass@1']:.1%} |")
     mismatch = summarise(rows, "mismatch")
@@ -140,6 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each timing side (medians are reported)")
     parser.add_argument("--sigma", type=float, default=0.1, help="the perturbed engine's relative weight noise")
     parser.add_argument("--skip-mismatch", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench/results/async"))
@@ -147,22 +153,25 @@ def main() -> None:
     args = parser.parse_args()
     if args.side:
         return run_side(json.loads(args.side))
-    rows = []
+    sides = []
     for seed in args.seeds:
-        init = starting_point(seed)
-        common = dict(model=str(init), warmstart_steps=0, steps=args.steps, seed=seed, eval_every=args.steps,
-                      save_every=0, progress=False)
-        sides = [("timing", name, {**common, **extra}) for name, extra in TIMING.items()]
+        common = dict(model=str(starting_point(seed)), warmstart_steps=0, steps=args.steps, seed=seed,
+                      eval_every=args.steps, save_every=0, progress=False)
+        sides += [("timing", name, seed, {**common, **extra}) for name, extra in TIMING.items()]
         if not args.skip_mismatch:
-            sides += [("mismatch", name, {**common, "is_correction": mode, "perturb_sigma": args.sigma})
+            sides += [("mismatch", name, seed, {**common, "is_correction": mode, "perturb_sigma": args.sigma})
                       for name, mode in MISMATCH.items()]
-        for group, name, config in sides:
-            out = args.out / "runs" / f"{group}-{name.replace(', ', '-').replace(' ', '_')}-seed{seed}"
-            config["out_dir"] = str(out)
+    rows = []
+    for repeat in range(args.repeats):  # interleaved: each repeat runs every side once
+        for group, name, seed, config in sides:
+            if group == "mismatch" and repeat:  # its columns are learning results, not timings
+                continue
+            out = args.out / "runs" / f"{group}-{name.replace(', ', '-').replace(' ', '_')}-seed{seed}-{repeat}"
+            config = {**config, "out_dir": str(out)}
             subprocess.run([sys.executable, __file__, "--side", json.dumps({"config": config})], check=True,
                            env={**os.environ, "PYTHONPATH": os.getcwd()})
-            rows.append({"group": group, "side": name, "seed": seed, **side_result(out)})
-            print(group, name, seed, json.dumps(rows[-1]), flush=True)
+            rows.append({"group": group, "side": name, "seed": seed, "repeat": repeat, **side_result(out)})
+            print(group, name, seed, repeat, json.dumps(rows[-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "async.json").write_text(json.dumps(rows, indent=1))
     print(tables(rows))

@@ -3,11 +3,14 @@ log-probabilities (and entropies) of the completion tokens under the sampling di
 
 from __future__ import annotations
 
+import copy
 import inspect
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
 from rlvr.lm_head import final_hidden_states, sampled_logprobs, unwrap
@@ -99,15 +102,29 @@ def build_batch(tokenizer: PreTrainedTokenizerBase, prompts: list[str | list[int
 
 
 def token_logprobs(model: torch.nn.Module, batch: PolicyBatch, with_entropy: bool = False,
-                   share_prompts: bool = False, sampling: Sampling | None = None,
-                   chunk_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   share_prompts: bool = False, sampling: Sampling | None = None, chunk_tokens: int = 0,
+                   buckets: int = 1, dedupe: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(o_t | q, o_<t) for every completion position [N, T] (0 on padding), and optionally the entropy of
     pi(. | q, o_<t) at each position, pi the distribution the engine samples from under `sampling` (temperature,
     top-k, top-p; None: the model's own softmax). Only completion positions go through the LM head, a chunk of
-    tokens at a time (`rlvr.lm_head`), so no [N, T, V] tensor exists. With `share_prompts`, rows with the same prompt
-    (a group's G completions) run the prompt through the model once and continue from its KV cache."""
+    tokens at a time (`rlvr.lm_head`), so no [N, T, V] tensor exists.
+
+    How rows go through the model changes nothing but floating-point summation order: with `dedupe`, identical rows
+    (a group's repeated answers) run once and their log-probs are gathered to every copy, so each copy's gradient
+    flows back through the one forward; with `share_prompts`, rows with the same prompt (a group's G completions)
+    run the prompt once and continue from its KV cache; `buckets` > 1 runs rows in that many groups of similar
+    completion length, each padded only to its own longest (`length_buckets`)."""
+    if dedupe:
+        key = torch.cat([batch.input_ids, batch.completion_mask.to(batch.input_ids.dtype)], 1)
+        distinct, row_of, first = distinct_rows(key)
+        if len(distinct) < len(batch):
+            logp, entropy = token_logprobs(model, batch.select(first), with_entropy, share_prompts, sampling,
+                                           chunk_tokens, buckets)
+            pad = (0, batch.completion_mask.shape[1] - logp.shape[1])  # `select` trimmed the distinct rows' width
+            index = row_of.to(logp.device)
+            return F.pad(logp, pad)[index], None if entropy is None else F.pad(entropy, pad)[index]
     device = next(model.parameters()).device
-    hidden = completion_hidden_states(model, batch, device, share_prompts)  # [N, T, H]
+    hidden = completion_hidden_states(model, batch, device, share_prompts, buckets)  # [N, T, H]
     mask = batch.completion_mask.to(device)
     real = mask.bool()
     targets = batch.input_ids[:, batch.prompt_width:].to(device)
@@ -119,17 +136,66 @@ def token_logprobs(model: torch.nn.Module, batch: PolicyBatch, with_entropy: boo
 
 
 def completion_hidden_states(model: torch.nn.Module, batch: PolicyBatch, device: torch.device,
-                             share_prompts: bool) -> torch.Tensor:
+                             share_prompts: bool, buckets: int = 1) -> torch.Tensor:
     """The last hidden states [N, T, H] at the positions that predict each completion token (position t predicts
-    token t + 1), from the shared-prompt forward where it applies, else from one full forward."""
+    token t + 1), 0 past each row's end. Rows go through the model in up to `buckets` groups of similar completion
+    length, each as wide as its longest row, so the padding of short completions costs little; with
+    `share_prompts`, each distinct prompt runs once and every bucket continues from its KV cache."""
+    lengths = batch.attention_mask[:, batch.prompt_width:].sum(-1)
+    groups = length_buckets(lengths, buckets)
     if share_prompts and not _checkpointing_grads(model):
-        hidden = shared_prompt_hidden_states(model, batch, device)
+        hidden = shared_prompt_hidden_states(model, batch, device, groups)
         if hidden is not None:
             return hidden
-    with final_hidden_states(model) as captured:
-        model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
-              position_ids=batch.position_ids.to(device))
-    return captured[0][:, batch.prompt_width - 1:-1]
+    parts = []
+    for rows in groups:
+        part = batch.select(rows)  # the bucket's own width
+        with final_hidden_states(model) as captured:
+            model(input_ids=part.input_ids.to(device), attention_mask=part.attention_mask.to(device),
+                  position_ids=part.position_ids.to(device))
+        parts.append(captured[0][:, part.prompt_width - 1:-1])
+    return gather_buckets(parts, groups, batch.completion_mask.shape[1])
+
+
+def length_buckets(lengths: torch.Tensor, most: int) -> list[torch.Tensor]:
+    """Row indices in at most `most` groups of consecutive lengths, chosen so that padding every row to its group's
+    longest adds the fewest tokens (one group: all rows, in order). Exact dynamic programming over the distinct
+    lengths D (at most 256: longer ones are rounded up), O(most * D^2)."""
+    if most <= 1 or len(lengths) <= 1:
+        return [torch.arange(len(lengths))]
+    step = max(1, -(-int(lengths.max()) // 256))  # lengths rounded up to multiples of `step`: D <= 256
+    keys = (lengths + step - 1) // step
+    order = torch.argsort(keys, stable=True)
+    values, counts = torch.unique_consecutive(keys[order], return_counts=True)
+    width = values.double().numpy() * step
+    rows = np.concatenate([[0], np.cumsum(counts.numpy())])  # rows[j]: rows of the j shortest lengths
+    d = len(width)
+    # cost[i, j]: rows of lengths i..j-1 in one group, padded to width[j - 1] (inf unless i < j)
+    cost = np.full((d + 1, d + 1), np.inf)
+    i, j = np.triu_indices(d + 1, 1)
+    cost[i, j] = (rows[j] - rows[i]) * width[j - 1]
+    best, cuts = np.full(d + 1, np.inf), []
+    best[0] = 0.0
+    for _ in range(min(most, d)):  # best[j]: the least tokens for the j shortest lengths in one more group
+        total = best[:, None] + cost  # splitting a group never adds padding: use every group allowed
+        cuts.append(total.argmin(0))
+        best = total.min(0)
+    groups, j = [], d
+    for cut in reversed(cuts):
+        i = int(cut[j])
+        groups.append(order[rows[i]:rows[j]])
+        j = i
+    return groups[::-1]
+
+
+def gather_buckets(parts: list[torch.Tensor], groups: list[torch.Tensor], width: int) -> torch.Tensor:
+    """Per-bucket hidden states [n_b, T_b, H], padded with zeros to `width` and put back in row order [N, T, H]."""
+    if len(parts) == 1 and parts[0].shape[1] == width:  # one bucket holds every row in order (`length_buckets`)
+        return parts[0]
+    padded = torch.cat([F.pad(p, (0, 0, 0, width - p.shape[1])) for p in parts])
+    inverse = torch.empty(len(padded), dtype=torch.long)
+    inverse[torch.cat(groups)] = torch.arange(len(padded))
+    return padded[inverse.to(padded.device)]
 
 
 def _checkpointing_grads(model: torch.nn.Module) -> bool:
@@ -141,35 +207,42 @@ def _checkpointing_grads(model: torch.nn.Module) -> bool:
         getattr(m, "gradient_checkpointing", False) for m in inner.modules())
 
 
-def shared_prompt_hidden_states(model: torch.nn.Module, batch: PolicyBatch,
-                                device: torch.device) -> torch.Tensor | None:
+def shared_prompt_hidden_states(model: torch.nn.Module, batch: PolicyBatch, device: torch.device,
+                                groups: list[torch.Tensor] | None = None) -> torch.Tensor | None:
     """`completion_hidden_states`, computing each distinct prompt once: the distinct prompts run with a KV cache,
-    the cache is gathered to one copy per row (gradients flow back through the gather into the shared prompt), and
-    the completions run on top of it. Equal to the full forward up to floating-point summation order; with G
-    completions per prompt it saves (G - 1) / G of the prompt tokens. None when no prompt repeats, or when the
-    model's cache cannot be gathered (the caller runs the full forward)."""
+    which each bucket of rows (`groups`; default all rows) gathers to one copy per row (gradients flow back through
+    the gather into the shared prompt), and the completions run on top of it. Equal to the full forward up to
+    floating-point summation order; with G completions per prompt it saves (G - 1) / G of the prompt tokens. None
+    when no prompt repeats, or when the model's cache cannot be gathered (the caller runs the full forward)."""
     width = batch.prompt_width
     input_ids, attention = batch.input_ids.to(device), batch.attention_mask.to(device)
     positions = batch.position_ids.to(device)
-    shared = prefill_once(model, input_ids[:, :width], attention[:, :width], positions[:, :width])
+    shared = prefill_distinct(model, input_ids[:, :width], attention[:, :width], positions[:, :width])
     if shared is None:
         return None
     prompt_hidden, cache, row_of = shared
-    first = prompt_hidden[row_of, -1:]  # the last prompt position predicts the first completion token
-    if input_ids.shape[1] - width == 1:
-        return first
-    with final_hidden_states(model) as captured:
-        model(input_ids=input_ids[:, width:-1], attention_mask=attention[:, :-1], position_ids=positions[:, width:-1],
-              **{cache_name(model): cache})
-    return torch.cat([first, captured[0]], 1)
+    lengths = batch.attention_mask[:, width:].sum(-1)
+    parts = []
+    for rows in groups or [torch.arange(len(batch))]:
+        rows_d = rows.to(device)
+        first = prompt_hidden[row_of[rows_d], -1:]  # the last prompt position predicts the first completion token
+        end = width + max(1, int(lengths[rows].max()))
+        if end - width == 1:
+            parts.append(first)
+            continue
+        with final_hidden_states(model) as captured:
+            model(input_ids=input_ids[rows_d, width:end - 1], attention_mask=attention[rows_d, :end - 1],
+                  position_ids=positions[rows_d, width:end - 1],
+                  **{cache_name(model): select_cache(cache, row_of[rows_d])})
+        parts.append(torch.cat([first, captured[0]], 1))
+    return gather_buckets(parts, groups or [torch.arange(len(batch))], batch.completion_mask.shape[1])
 
 
-def prefill_once(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                 ) -> tuple[torch.Tensor, Any, torch.Tensor] | None:
-    """Run each distinct row of `ids` through `model` once with a KV cache, and gather the cache to every row:
-    (the distinct rows' last hidden states [D, L, H], the gathered cache, each row's index among the distinct ones).
-    None when no row repeats, or when the model's cache cannot be gathered. Shared by the learner and the hf
-    engine's prefill."""
+def prefill_distinct(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                     ) -> tuple[torch.Tensor, Any, torch.Tensor] | None:
+    """Run each distinct row of `ids` through `model` once with a KV cache: (the distinct rows' last hidden states
+    [D, L, H], their cache, each row's index among the distinct ones). None when no row repeats, or when the
+    model's cache cannot be gathered to rows (`select_cache`)."""
     distinct, row_of, first = distinct_rows(ids)
     if len(distinct) == len(ids):
         return None
@@ -178,8 +251,27 @@ def prefill_once(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, 
     cache = getattr(out, cache_name(model), None)
     if not hasattr(cache, "batch_select_indices"):
         return None
-    cache.batch_select_indices(row_of)
     return captured[0], cache, row_of
+
+
+def prefill_once(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                 ) -> tuple[torch.Tensor, Any, torch.Tensor] | None:
+    """`prefill_distinct` with the cache gathered to every row (the hf engine's prefill)."""
+    shared = prefill_distinct(model, ids, mask, positions)
+    if shared is not None:
+        shared[1].batch_select_indices(shared[2])
+    return shared
+
+
+def select_cache(cache: Any, rows: torch.Tensor) -> Any:
+    """A new KV cache of `rows` of `cache`, which stays as it is (so several buckets can gather from one prefill)."""
+    part = copy.copy(cache)
+    if hasattr(cache, "layers"):  # transformers >= 4.56: a list of layer objects holding keys and values
+        part.layers = [copy.copy(layer) for layer in cache.layers]
+    else:
+        part.key_cache, part.value_cache = list(cache.key_cache), list(cache.value_cache)
+    part.batch_select_indices(rows)
+    return part
 
 
 def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -72,7 +72,12 @@ class TrainConfig:
     # LoRA adapters through peft, e.g. {"r": 16, "alpha": 32, "target_modules": [...]} (peft.LoraConfig fields; empty:
     # full fine-tuning). The reference policy is the base model with the adapters disabled.
     lora: dict[str, Any] = field(default_factory=dict)
-    share_prompt_forward: bool = True  # learner forwards run each distinct prompt once (rlvr.batch), not G times
+    # how the learner's forwards run the batch (rlvr.batch.token_logprobs; none changes the result beyond float
+    # summation order): each distinct prompt once, not G times; each distinct prompt + completion once (a group's
+    # repeated answers); rows in at most length_buckets groups of similar length, each padded to its own longest
+    share_prompt_forward: bool = True
+    dedupe_forward: bool = True
+    length_buckets: int = 4
     # supervised warm-start on gold answers before RL (rlvr/warmstart.py); None: 2000 steps for the built-in
     # "tiny" model, which starts from random weights, and none for any other model
     warmstart_steps: int | None = None

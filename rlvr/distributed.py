@@ -109,11 +109,14 @@ class DataParallel(SingleProcess):
         return make_engine("hf", learner, tokenizer, **kwargs)
 
     def wrap(self, model: torch.nn.Module, whole: torch.nn.Module, keep_reference: bool) -> torch.nn.Module:
-        """DDP's wrapper, whose construction broadcasts rank 0's parameters and buffers."""
+        """DDP's wrapper, whose construction broadcasts rank 0's parameters and buffers. Not again at every forward
+        (`broadcast_buffers`): the policy's buffers (rotary frequencies) never change, and ranks run different
+        numbers of forwards per pass (length buckets, identical rows once), which a collective each would hang."""
         if dist.get_backend() == "nccl":
             self.comm_device = model.device
         on_gpu = model.device.type == "cuda"
-        return DistributedDataParallel(model, device_ids=[model.device.index] if on_gpu else None)
+        return DistributedDataParallel(model, device_ids=[model.device.index] if on_gpu else None,
+                                       broadcast_buffers=False)
 
     # -- collectives ---------------------------------------------------------------------------------------
     def _all_reduce(self, values: list[float], op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM) -> list[float]:
@@ -154,7 +157,10 @@ class DataParallel(SingleProcess):
 class FullyShardedDataParallel(DataParallel):
     """One rank of a torchrun world with the policy sharded by FSDP2: each rank holds 1/world of the parameters,
     gradients and optimizer state; rank 0 also keeps a whole copy for its rollout engine, refreshed from the
-    shards after every update, and pi_ref is a sharded copy too."""
+    shards after every update, and pi_ref is a sharded copy too. Every forward all-gathers the shards, so each
+    rank runs the plain layout (`collective_forwards`)."""
+
+    collective_forwards = True
 
     def whole_copy(self, model: torch.nn.Module) -> torch.nn.Module:
         return copy.deepcopy(model) if self.is_main else model  # taken before the learner is sharded

@@ -3,6 +3,7 @@ behind one small object the Trainer composes (as `trainer.parallel`). `SinglePro
 `rlvr.distributed` has DDP and FSDP. The Trainer calls exactly these hooks:
 
     is_main                                  this process rolls out, verifies, evaluates, logs and saves
+    collective_forwards                      every forward is a collective: the same number of them on each rank
     whole_copy(model)                        the whole policy the engine generates with (FSDP: rank 0's own copy)
     make_engine(name, whole, learner, tok, **) the engine (ranks that never generate: one that only syncs)
     wrap(model, whole, keep_reference)       the learner the loss runs through, starting from the main process's
@@ -38,6 +39,9 @@ class SingleProcess:
     """One process holds the whole policy and does everything: every hook is the plain local operation."""
 
     rank, world_size = 0, 1
+    # every forward a collective (FSDP's all-gather): ranks must run the same number of forwards per pass, so the
+    # learner's data-dependent layouts (length buckets, identical rows once) are off
+    collective_forwards = False
 
     @property
     def is_main(self) -> bool:

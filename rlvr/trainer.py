@@ -39,7 +39,7 @@ from rlvr.models import disable_dropout, enable_activation_checkpointing, load_p
 from rlvr.parallel import SingleProcess
 from rlvr.precision import Precision
 from rlvr.rollout import Engine
-from rlvr.rollout.async_worker import AsyncRollouts, eval_seed
+from rlvr.rollout.async_worker import AsyncRollouts, eval_seed, staleness
 from rlvr.rollout.collector import Collector, make_env, uses_chat
 from rlvr.rollout.hf import stop_token_ids
 from rlvr.types import Completion, Group
@@ -113,6 +113,9 @@ class Trainer:
         self.learner: torch.nn.Module = self.parallel.wrap(self.model, self.rollout_model,
                                                             keep_reference=self.algo.beta > 0)
         self.make_optimizer()
+        varying = not self.parallel.collective_forwards  # how the learner's forwards lay out a batch (rlvr.batch)
+        self.layout = dict(share_prompts=cfg.share_prompt_forward, buckets=cfg.length_buckets if varying else 1,
+                           dedupe=cfg.dedupe_forward and varying)
         self.eval_set = self.collector.eval_set
         self._stop_requested = False
         self.started = time.perf_counter()
@@ -249,7 +252,7 @@ class Trainer:
         self.sync_engine()
         metrics = {"entropy": float((entropy.sum() / mask.sum().clamp(min=1))), **algorithms.group_metrics(rewards)}
         if cfg.async_rollouts:
-            metrics.update(self.staleness(completions))
+            metrics.update(staleness(completions, self.step, cfg.async_rollouts))
         if mu is not None:  # how far the engine's distribution is from the learner's, and what the correction did
             metrics["logprob_mismatch"] = float(((mu - old_logp).abs() * mask).sum() / mask.sum().clamp(min=1))
             if self.correction.active:
@@ -261,14 +264,6 @@ class Trainer:
         keys = sorted(metrics)
         means = dict(zip(keys, self.parallel.mean([metrics[k] for k in keys])))
         return {k: means[k] for k in metrics}
-
-    def staleness(self, completions: list[Completion]) -> dict[str, float]:
-        """How many updates old the weights that sampled `completions` are (never more than `async_rollouts`)."""
-        lag = [self.step - c.policy_version for c in completions]
-        if max(lag) > self.cfg.async_rollouts or min(lag) < 0:
-            raise RuntimeError(f"step {self.step}: samples {min(lag)}..{max(lag)} updates old, outside 0.."
-                               f"{self.cfg.async_rollouts} (async_rollouts)")
-        return {"async/staleness": float(np.mean(lag)), "async/staleness_max": float(max(lag))}
 
     def behaviour_logprobs(self, batch: PolicyBatch, completions: list[Completion]) -> torch.Tensor | None:
         """log mu [N, T], the engine's log-probs of the batch's tokens; None if a completion came without them,
@@ -284,8 +279,8 @@ class Trainer:
                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One forward pass's log-probs (and entropies) under the sampling distribution, in the run's precision."""
         with self.precision.autocast():
-            return token_logprobs(model, batch, with_entropy=with_entropy, share_prompts=self.cfg.share_prompt_forward,
-                                  sampling=self.sampling, chunk_tokens=self.cfg.logit_chunk_tokens)
+            return token_logprobs(model, batch, with_entropy=with_entropy, sampling=self.sampling,
+                                  chunk_tokens=self.cfg.logit_chunk_tokens, **self.layout)
 
     @torch.no_grad()
     def batch_logprobs(self, model: torch.nn.Module, batch: PolicyBatch,

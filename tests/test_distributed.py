@@ -187,6 +187,16 @@ def test_async_rollouts_generate_on_ray_actors_of_the_learners_cluster(ray_clust
     assert "eval/pass@1" in records[-1] and all(r["gen/groups_kept"] == 4 for r in records)
 
 
+@pytest.mark.parametrize("k", [0, 1])
+def test_a_run_on_ray_engines_resumes_exactly(ray_cluster, tmp_path, k):
+    """The actors sample with seeds drawn from the learner's (or the rollout worker's) checkpointed stream."""
+    from test_trainer import unbroken_and_resumed
+
+    unbroken, resumed = unbroken_and_resumed(tmp_path, engine="ray-hf", engine_workers=2, async_rollouts=k)
+    assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4]
+    assert resumed == unbroken
+
+
 def learner_config(out_dir: str, algo: str, strategy: str = "ddp", lora: dict | None = None) -> TrainConfig:
     from rlvr.trainer import TrainConfig
 

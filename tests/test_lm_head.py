@@ -2,6 +2,8 @@
 full [N, T, V] logits, divided by the temperature, truncated by top-k and top-p as defined (descending order, a
 plain loop per row), then log-softmax; gradients by autograd through that reference."""
 
+import itertools
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -92,12 +94,13 @@ def reference_logprobs(model, batch, sampling: Sampling, share_grad_weights):
 def padded_batch(left_padding: bool = True):
     """Groups with prompts of different lengths (left padding), completions of different lengths (right padding),
     an empty completion, and a prompt that appears once. Without `left_padding`, the prompts are of one length
-    (transformers' Gemma 2 gives NaN on left-padded float64 batches)."""
+    (transformers' Gemma 2 gives NaN on left-padded float64 batches). Rows 1 and 2 are identical."""
     rng = torch.Generator().manual_seed(0)
     prompts = ["1+2=", "13+24-7=", "9-9="] if left_padding else ["1+2=", "3+4=", "9-9="]
     rows = [p for p in prompts for _ in range(3)] + ["100+1=" if left_padding else "5+1="]
     lengths = [0, 4, 2, 5, 1, 3, 6, 2, 4, 3]
     completions = [Completion("", torch.randint(3, V, (n,), generator=rng).tolist()) for n in lengths]
+    completions[2] = completions[1]  # a repeated answer (deduplicated forwards run it once)
     return build_batch(TOKENIZER, rows, completions)
 
 
@@ -114,17 +117,21 @@ def test_chunked_logprobs_entropies_and_gradients_equal_the_full_logits(arch, na
         batch.completion_mask.shape)
     ref_logp, ref_entropy, ref_grads = reference_logprobs(model, batch, sampling, weights)
     assert (ref_logp != 0).sum() == batch.completion_mask.sum()
-    for chunk in (1, 3, 0):
-        for share in (False, True):
-            model.zero_grad()
-            logp, entropy = token_logprobs(model, batch, with_entropy=True, share_prompts=share, sampling=sampling,
-                                           chunk_tokens=chunk)
-            (logp * weights).sum().backward()
-            torch.testing.assert_close(logp.detach(), ref_logp, rtol=0, atol=1e-10)
-            torch.testing.assert_close(entropy, ref_entropy, rtol=0, atol=1e-10)
-            tolerance = 1e-5 if share else 1e-10  # shared prompts: RMSNorm computes in float32 (see test_trainer)
-            for p, g in zip(model.parameters(), ref_grads):
-                torch.testing.assert_close(p.grad, g, rtol=tolerance, atol=tolerance)
+    # each LM-head chunk size under each layout of the forwards: (shared prompts, length buckets, identical rows once)
+    layouts = [(False, 1, False), (True, 1, False), (False, 3, True), (True, 3, True)]
+    for chunk, (share, buckets, dedupe) in itertools.product((1, 3, 0), layouts):
+        model.zero_grad()
+        logp, entropy = token_logprobs(model, batch, with_entropy=True, share_prompts=share, sampling=sampling,
+                                       chunk_tokens=chunk, buckets=buckets, dedupe=dedupe)
+        (logp * weights).sum().backward()
+        torch.testing.assert_close(logp.detach(), ref_logp, rtol=0, atol=1e-10)
+        torch.testing.assert_close(entropy, ref_entropy, rtol=0, atol=1e-10)
+        # another layout sums in another order, and RMSNorm computes in float32 (see test_trainer): float32's
+        # precision relative to each gradient's scale
+        tolerance = 1e-5 if (share, buckets, dedupe) != layouts[0] else 1e-10
+        for p, g in zip(model.parameters(), ref_grads):
+            torch.testing.assert_close(p.grad, g, rtol=tolerance, atol=tolerance * max(1.0, float(g.abs().max())),
+                                       msg=lambda m: f"chunk {chunk}, layout {share, buckets, dedupe}: {m}")
 
 
 def test_a_truncated_sampled_token_keeps_a_finite_logprob_and_gradient():

@@ -70,9 +70,10 @@ def unbroken_and_resumed(tmp_path, **overrides) -> tuple[list[dict], list[dict]]
     """The metrics of a 4-step GRPO run (KL on, saved every 2 steps), and of the same run stopped after 2 steps
     and resumed (in tmp_path/b/run)."""
     base = dict(algo="grpo", steps=4, eval_every=2, save_every=2, algo_kwargs={"beta": 0.04}, **overrides)
-    Trainer(easy_config(tmp_path / "a", **base)).train()
-    Trainer(easy_config(tmp_path / "b", **{**base, "steps": 2})).train()
-    Trainer(easy_config(tmp_path / "b", **base)).train(resume=True)
+    for where, values, resume in (("a", base, False), ("b", {**base, "steps": 2}, False), ("b", base, True)):
+        with Trainer(easy_config(tmp_path / where, **values)) as trainer:  # closing stops its engine's workers
+            trainer.train(resume=resume)
+        del trainer  # gone before the next run builds its engine (vLLM's parallel state is global to a process)
     return _comparable(tmp_path / "a/run/metrics.jsonl"), _comparable(tmp_path / "b/run/metrics.jsonl")
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from rlvr.types import Completion, Problem
 from rlvr.verifiers import VerifierPool, call_with_deadline
-from rlvr.verifiers.extract import answer_is, clean, extract_answer, gsm8k, last_boxed, last_number
+from rlvr.verifiers.extract import answer_is, clean, extract_answer, gsm8k, last_boxed, last_number, unclosed_brace
 from rlvr.verifiers.math_verifier import MathVerifier, numbers_equal, quick_verdict, squeeze
 
 
@@ -194,6 +194,30 @@ def test_extractors():
     assert last_number("it costs $1,234.50 or 3/4 of it") == "3/4"
     assert last_number("1,2345") == "2345" and last_number("none") is None
     assert clean(" $**42.**$ ") == "42"
+
+
+@pytest.mark.parametrize("text", [
+    "\\boxed{\\frac{5}{",  # a truncated completion's box: its 5 is not the answer
+    "so x = \\frac{5}{",  # the same without a box: no fall-back to the last number
+    "#### \\boxed{5",  # nor to the GSM8K line holding the broken box
+    "The answer is \\boxed{5",  # nor to "the answer is"
+    "the sum is 5 and so \\frac{5}{",  # nor to a number before the broken group
+])
+def test_a_completion_cut_inside_an_open_brace_has_no_answer(verifier, text):
+    """Gold 5: a completion that ends inside an unclosed `{` was cut mid-answer; no extraction rule may read a
+    number out of (or before) the broken group. (A closed box before it still counts: the table's
+    `\\boxed{7} and then a truncated \\boxed{\\frac{1`.)"""
+    verdict = verifier(Problem("p", "q", answer="5"), text)
+    assert not verdict.correct and verdict.extracted is None
+    assert verdict.error.startswith("no answer found: the completion ends inside the '{' opened at character")
+    assert extract_answer(text, ["boxed", "gsm8k", "answer_is", "last_number"]) is None
+    assert unclosed_brace("\\boxed{\\frac{5}{") == 6  # the box's own brace: the outermost still open
+
+
+def test_escaped_and_balanced_braces_are_not_a_cut():
+    p = Problem("p", "q", answer="5")
+    for text in ("\\{1, 2\\} has \\boxed{5}", "f(x) = \\frac{x}{2} so \\boxed{5}", "the set \\{5", "5"):
+        assert unclosed_brace(text) is None and MathVerifier()(p, text).correct, text
 
 
 def test_extraction_order_is_configurable():

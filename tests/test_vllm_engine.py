@@ -284,6 +284,17 @@ def test_training_with_vllm_engines_on_ray(tmp_path, ray_cluster):
     assert mismatch and max(mismatch) < 10 * ATOL  # every actor got the weights after every update
 
 
+def test_an_async_run_on_vllm_engines_on_ray_resumes_exactly(tmp_path, ray_cluster):
+    """`ray-vllm` actors in the rollout worker: each call's seeds come from the worker's checkpointed stream."""
+    from test_trainer import unbroken_and_resumed
+
+    unbroken, resumed = unbroken_and_resumed(tmp_path, engine="ray-vllm", engine_workers=2,
+                                             vllm_kwargs=ENGINE_KWARGS, device=DEVICE, async_rollouts=1)
+    assert resumed == unbroken
+    assert [r["async/staleness"] for r in resumed[1:]] == [0.0, 1.0, 1.0, 1.0]
+    assert resumed[1]["logprob_mismatch"] < 10 * ATOL  # batch 1: sampled with the weights the learner holds
+
+
 def test_multi_turn_episodes_on_vllm_are_sampled_ids_plus_rendered_replies(tmp_path):
     """GuessNumber episodes on vLLM with a chat template: each later turn is generated after exactly the ids the
     learner trains on (history given as token ids), so the learner's log-probs of the model's tokens over the

@@ -20,7 +20,6 @@ import signal
 import sys
 import time
 import traceback
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +35,7 @@ from rlvr.config import TrainConfig
 from rlvr.precision import Precision
 from rlvr.rollout.collector import Collector
 from rlvr.rollout.factory import make_engine
-from rlvr.types import Group
+from rlvr.types import Completion, Group
 from rlvr.verifiers import make_executor
 
 POLL_S = 1.0  # how often a blocked side checks that the other is still alive
@@ -61,6 +60,15 @@ def ray_address() -> str | None:
 def eval_seed(seed: int, step: int) -> int:
     """The seed of the held-out evaluation after `step` (its own stream: evaluating never moves the training one)."""
     return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+
+
+def staleness(completions: list[Completion], step: int, k: int) -> dict[str, float]:
+    """How many updates old the weights that sampled `completions` are at learner step `step`; an error outside
+    0..k, which the schedule rules out."""
+    lag = [step - c.policy_version for c in completions]
+    if max(lag) > k or min(lag) < 0:
+        raise RuntimeError(f"step {step}: samples {min(lag)}..{max(lag)} updates old, outside 0..{k} (async_rollouts)")
+    return {"async/staleness": float(np.mean(lag)), "async/staleness_max": float(max(lag))}
 
 
 @dataclass
@@ -129,15 +137,22 @@ class AsyncRollouts:
         self.requests, self.results = ctx.Queue(), ctx.Queue()
         self.ready: dict[int, Batch] = {b.t: b for b in in_flight}
         self.evals: dict[int, dict[str, float]] = {}
-        self.sent: deque[dict[str, torch.Tensor]] = deque(maxlen=self.k + 2)  # alive until the worker loaded them
-        self.process = ctx.Process(target=work, args=(job, self.requests, self.results), name="rlvr-rollouts")
+        # the weights the learner hands over, in k + 2 slots of shared memory mapped once into both processes: a push
+        # copies into a slot and sends only its version, so no tensor is pickled per step
+        self.slots = [weight_slot(job.policy) for _ in range(self.k + 2)]
+        self.process = ctx.Process(target=work, args=(job, self.slots, self.requests, self.results),
+                                   name="rlvr-rollouts")
         self.process.start()
 
     def push(self, policy: torch.nn.Module, version: int, evaluate: bool) -> None:
-        """The learner's weights after step `version`; with `evaluate`, the worker also evaluates them."""
-        state = {k: v.detach().clone() for k, v in policy.state_dict().items()}
-        self.sent.append(state)
-        self.requests.put(("weights", version, state, evaluate))
+        """The learner's weights after step `version`; with `evaluate`, the worker also evaluates them. Version v
+        goes to slot v % (k + 2), which held v - k - 2: the worker loaded that before generating batch v - 1,
+        which the learner received before it could finish step v."""
+        slot = self.slots[version % len(self.slots)]
+        with torch.no_grad():
+            for name, value in policy.state_dict().items():
+                slot[name].copy_(value)
+        self.requests.put(("weights", version, evaluate))
 
     def batch(self, t: int) -> tuple[list[Group], dict[str, float]]:
         """Batch t, waiting for the worker if it is not collected yet."""
@@ -189,20 +204,24 @@ class AsyncRollouts:
         if self.process.is_alive():
             self.process.terminate()
         self.process.join()
-        self.sent.clear()
 
 
-def work(job: WorkerJob, requests: mp.Queue, results: mp.Queue) -> None:
+def weight_slot(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of `policy`'s state dict in shared memory (CPU), which a spawned worker maps instead of copying."""
+    return {name: value.detach().cpu().clone().share_memory_() for name, value in policy.state_dict().items()}
+
+
+def work(job: WorkerJob, slots: list[dict[str, torch.Tensor]], requests: mp.Queue, results: mp.Queue) -> None:
     """The worker process: collect batches on the fixed schedule until told to stop; a failure is reported."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle: it stops the worker
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # exit through the finally blocks (pools, actors)
     try:
-        produce(job, requests, results)
+        produce(job, slots, requests, results)
     except Exception:
         results.put(("error", traceback.format_exc()))
 
 
-def produce(job: WorkerJob, requests: mp.Queue, results: mp.Queue) -> None:
+def produce(job: WorkerJob, slots: list[dict[str, torch.Tensor]], requests: mp.Queue, results: mp.Queue) -> None:
     cfg, k = job.cfg, job.cfg.async_rollouts
     torch.set_num_threads(job.threads)
     if job.ray_address:
@@ -240,10 +259,9 @@ def produce(job: WorkerJob, requests: mp.Queue, results: mp.Queue) -> None:
             waited += time.perf_counter() - start
             if message[0] == "stop":
                 return
-            _, version, state, evaluate = message
-            policy.load_state_dict(state)
+            _, version, evaluate = message
+            policy.load_state_dict(slots[version % len(slots)])
             engine.sync_weights(policy)  # an hf engine generates with `policy` itself; others load it
-            del state
     finally:
         for part in (executor, engine):
             if hasattr(part, "close"):

@@ -113,16 +113,17 @@ class Collector:
         return self.episodes(GroupVectorEnv(env, len(problems), n, self.executor), sampling, {"problems": problems})
 
     def evaluate(self, problems: list[Problem], seed: int) -> dict[str, float]:
-        """Greedy pass@1 and sampled pass@k (k = `eval_k`) on `problems`. Its sampling draws from torch's
-        generators seeded with `seed` and then restored, so evaluating leaves the training stream as it was."""
-        greedy = self.rollout(problems, 1, replace(self.sampling, temperature=0.0))
-        out = {"eval/pass@1": float(np.mean([g.verdicts[0].correct for g in greedy]))}
-        if self.cfg.eval_k > 1:
-            cuda = range(torch.cuda.device_count()) if torch.cuda.is_available() else []
-            with torch.random.fork_rng(devices=cuda):
-                torch.manual_seed(seed)
+        """Greedy pass@1 and sampled pass@k (k = `eval_k`) on `problems`. Whatever it draws (samples, a Ray
+        engine's seeds) comes from torch's generators seeded with `seed` and then restored, so evaluating leaves the
+        training stream as it was."""
+        cuda = range(torch.cuda.device_count()) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            greedy = self.rollout(problems, 1, replace(self.sampling, temperature=0.0))
+            out = {"eval/pass@1": float(np.mean([g.verdicts[0].correct for g in greedy]))}
+            if self.cfg.eval_k > 1:
                 sampled = self.rollout(problems, self.cfg.eval_k, self.sampling)
-            out[f"eval/pass@{self.cfg.eval_k}"] = float(np.mean([g.num_correct > 0 for g in sampled]))
+                out[f"eval/pass@{self.cfg.eval_k}"] = float(np.mean([g.num_correct > 0 for g in sampled]))
         return out
 
     def collect(self) -> tuple[list[Group], dict[str, float]]:

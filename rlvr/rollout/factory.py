@@ -42,7 +42,7 @@ def make_engine(name: str, policy: torch.nn.Module, tokenizer: PreTrainedTokeniz
     if name in ("ray-hf", "ray-vllm"):
         from rlvr.rollout.ray_engine import RayEngine
 
-        ray_kwargs = dict(num_workers=workers, num_gpus=gpus, add_special_tokens=add_special_tokens, seed=seed)
+        ray_kwargs = dict(num_workers=workers, num_gpus=gpus, add_special_tokens=add_special_tokens)
         if name == "ray-hf":
             return RayEngine.hf(model, policy, **ray_kwargs)
         return RayEngine.vllm(model_dir(policy, tokenizer, model, save_dir), policy, vllm_kwargs=vllm_kwargs,

@@ -18,15 +18,15 @@ from rlvr.types import Completion
 
 
 class _EngineActor:
-    """Body of one Ray actor: builds its engine (which must have `load_state(state_dict)`), then seeds torch, whose
-    generators both engines sample from (after the build, since vLLM seeds them with its own seed)."""
+    """Body of one Ray actor: builds its engine (which must have `load_state(state_dict)`) and generates with the
+    seed it is given, seeding torch, whose generators both engines sample from."""
 
-    def __init__(self, make_engine: Callable[[], Engine], seed: int, threads: int) -> None:
+    def __init__(self, make_engine: Callable[[], Engine], threads: int) -> None:
         torch.set_num_threads(threads)
         self.engine = make_engine()
-        torch.manual_seed(seed)
 
-    def generate(self, prompts: list[EnginePrompt], n: int, sampling: Sampling) -> list[list[Completion]]:
+    def generate(self, prompts: list[EnginePrompt], n: int, sampling: Sampling, seed: int) -> list[list[Completion]]:
+        torch.manual_seed(seed)
         return self.engine.generate(prompts, n, sampling)
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
@@ -53,18 +53,18 @@ def vllm_engine(model: str, add_special_tokens: bool = True, **llm_kwargs: Any) 
 
 class RayEngine:
     """`num_workers` Ray actors, each running the engine `make_engine()` builds in it (with `num_cpus` CPUs and
-    `num_gpus` GPUs), then holding `policy`'s weights when it is given. Actor i seeds torch with `seed + i`, so a
-    run's sampling is reproducible."""
+    `num_gpus` GPUs), then holding `policy`'s weights when it is given. Each `generate` draws one seed from this
+    process's torch generator and actor i samples with that seed + i: what the actors sample follows the caller's
+    random stream, which checkpoints save, so a resumed run samples what an unbroken one does."""
 
     def __init__(self, make_engine: Callable[[], Engine], num_workers: int = 2, num_cpus: float = 1,
-                 num_gpus: float = 0, seed: int = 0, address: str | None = None,
+                 num_gpus: float = 0, address: str | None = None,
                  policy: torch.nn.Module | None = None) -> None:
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         self._ray = connect(address)
         actor = self._ray.remote(_EngineActor).options(num_cpus=num_cpus, num_gpus=num_gpus)
-        threads = max(1, int(num_cpus))
-        self.actors = [actor.remote(make_engine, seed + i, threads) for i in range(num_workers)]
+        self.actors = [actor.remote(make_engine, max(1, int(num_cpus))) for _ in range(num_workers)]
         if policy is not None:
             self.sync_weights(policy)
 
@@ -85,7 +85,9 @@ class RayEngine:
 
     def generate(self, prompts: list[EnginePrompt], n: int, sampling: Sampling) -> list[list[Completion]]:
         shards = [s for s in np.array_split(np.arange(len(prompts)), len(self.actors)) if len(s)]
-        refs = [a.generate.remote([prompts[i] for i in s], n, sampling) for a, s in zip(self.actors, shards)]
+        seed = int(torch.randint(2**62, ()))  # from the caller's stream
+        refs = [a.generate.remote([prompts[i] for i in s], n, sampling, seed + i)
+                for i, (a, s) in enumerate(zip(self.actors, shards))]
         return [group for shard in self._ray.get(refs) for group in shard]
 
     def sync_weights(self, model: torch.nn.Module) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 BOX_COMMANDS = ("\\boxed", "\\fbox")
 GSM8K_LINE = re.compile(r"####\s*([^\n]*\S)")
 ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*(.+?)\s*(?:\.\s|\.?$)", re.IGNORECASE | re.MULTILINE)
+BRACE = re.compile(r"(?<!\\)[{}]")  # a brace LaTeX groups with (not an escaped, literal one)
 NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?:\.\d+)?(?:/\d+)?")
 
 
@@ -82,9 +83,26 @@ def clean(answer: str) -> str:
     return answer
 
 
+def unclosed_brace(text: str) -> int | None:
+    """Where the outermost `{` still open at the end of `text` starts (`\\{` and `\\}` not counted), or None when
+    every brace closes: a completion that ends inside `\\boxed{\\frac{5}{` was cut off mid-answer."""
+    opened: list[int] = []
+    for brace in BRACE.finditer(text):
+        if brace.group() == "{":
+            opened.append(brace.start())
+        elif opened:
+            opened.pop()
+    return opened[0] if opened else None
+
+
 def extract_answer(text: str, order: Sequence[str]) -> str | None:
-    """The first non-empty answer found by the extractors named in `order`, cleaned; None if none finds one."""
+    """The first non-empty answer found by the extractors named in `order`, cleaned; None if none finds one. A text
+    that ends inside an unclosed `{` was cut off mid-answer: only a closed box still counts there, and no weaker rule
+    may read a number out of (or before) the broken group, such as the `5` of `\\boxed{\\frac{5}{`."""
+    cut = unclosed_brace(text) is not None
     for name in order:
+        if cut and name != "boxed":
+            continue
         found = EXTRACTORS[name](text)
         if found is not None and clean(found):
             return clean(found)

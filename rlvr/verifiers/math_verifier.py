@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 from rlvr.types import Completion, Problem, Verdict
-from rlvr.verifiers.extract import EXTRACTORS, clean, extract_answer, last_boxed
+from rlvr.verifiers.extract import EXTRACTORS, clean, extract_answer, last_boxed, unclosed_brace
 from rlvr.verifiers.registry import register
 from rlvr.verifiers.worker import call_with_deadline, in_worker
 
@@ -244,9 +244,12 @@ class MathVerifier:
     def __call__(self, problem: Problem, completion: Completion | str) -> Verdict:
         if problem.answer is None:
             raise ValueError(f"problem {problem.id!r} has no gold answer; the math verifier needs Problem.answer")
-        answer = extract_answer(Completion.coerce(completion).text, self.extract)
+        text = Completion.coerce(completion).text
+        answer = extract_answer(text, self.extract)
         if answer is None:
-            return Verdict(0.0, False, error="no answer found")
+            cut = unclosed_brace(text)
+            return Verdict(0.0, False, error="no answer found" if cut is None else
+                           f"no answer found: the completion ends inside the '{{' opened at character {cut}")
         if len(answer) > self.max_answer_chars:
             return Verdict(0.0, False, extracted=answer[:self.max_answer_chars] + "...",
                            error=f"parse error: answer has {len(answer)} characters (limit {self.max_answer_chars})")
