@@ -224,7 +224,7 @@ def whole_step(setup: Setup, out: Path) -> dict[str, Any]:
     # one generation round (a random model solves nothing, so dynamic sampling would draw ten)
     cfg = TrainConfig(model=setup.model, algo_kwargs={"dynamic_sampling": False}, steps=1, num_prompts=8,
                       group_size=8, max_new_tokens=setup.length, eval_every=0, save_every=0,
-                      out_dir=str(out / "step_run"), progress=False, tensorboard=False, threads=setup.threads,
+                      out_dir=str(out / "step_run"), progress=False, report_to=[], threads=setup.threads,
                       device=setup.device, dtype=setup.dtype, gradient_checkpointing=setup.gradient_checkpointing,
                       lora={"r": setup.lora_r, "alpha": 2 * setup.lora_r} if setup.lora_r else {})
     trainer = Trainer(cfg)

@@ -52,6 +52,10 @@ def _env_rows() -> list[tuple[str, ...]]:
             rows.append((env_id, *_episode_shape(env_id, factory), _summary(factory)))
         except Exception as exc:  # a broken plugin env still gets its line
             rows.append((env_id, "?", "?", f"(cannot load: {exc})"))
+        if env_id == "rlvr/ReasoningGym-v0":  # one id, one line per data set it wraps
+            from rlvr.envs.tasks.reasoning_gym import describe, task_names
+
+            rows += [(f"  task={name}", "1", "-", describe(name)) for name in task_names()]
     return rows
 
 
@@ -140,7 +144,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rlvr.distributed import make_trainer
-    from rlvr.plot import load_metrics, plot_run
+    from rlvr.plot import load_metrics, plot_runs
 
     start = time.perf_counter()
     cfg = train_config(args)
@@ -152,7 +156,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if evals:
         print(f"held-out pass@1: {evals[0]['eval/pass@1']:.1%} (step {evals[0]['step']}) -> "
               f"{evals[-1]['eval/pass@1']:.1%} (step {evals[-1]['step']}) in {time.perf_counter() - start:.0f} s")
-    for path in plot_run(cfg.out_dir):
+    for path in plot_runs([cfg.out_dir]):
         print(f"wrote {path}")
     return 0
 
@@ -179,9 +183,9 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from rlvr.plot import plot_run
+    from rlvr.plot import plot_runs
 
-    for path in plot_run(args.run_dir):
+    for path in plot_runs(args.run_dirs, args.out):
         print(f"wrote {path}")
     return 0
 
@@ -217,8 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="the directory to write")
     p.set_defaults(func=cmd_save)
 
-    p = sub.add_parser("plot", help="write PNG learning curves of a run directory")
-    p.add_argument("run_dir")
+    p = sub.add_parser("plot", help="write PNG learning curves of runs (several: overlaid) and a dashboard of the "
+                                    "main panels")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", help="where the figures go (default RUN_DIR/plots for one run; needed for several)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("list", help="list registered envs, verifiers and algorithms (plugins included)")

@@ -16,6 +16,17 @@ def check_is_correction(mode: str | None) -> None:
         raise ValueError(f"is_correction={mode!r} is not one of None, {', '.join(IS_MODES)}")
 
 
+# where metrics go besides RUN_DIR/metrics.jsonl (rlvr/metrics.py)
+TRACKERS = ("tensorboard", "wandb")
+
+
+def check_report_to(report_to: list[str]) -> None:
+    """A ValueError naming any tracker that is not one of TRACKERS."""
+    unknown = sorted(set(report_to) - set(TRACKERS))
+    if unknown:
+        raise ValueError(f"report_to: unknown tracker(s) {unknown}; choose from {', '.join(TRACKERS)} (or none)")
+
+
 @dataclass
 class TrainConfig:
     """Everything a run needs. The defaults are the embedded CPU demo: a tiny model learns arithmetic."""
@@ -37,6 +48,10 @@ class TrainConfig:
     # gradients and optimizer state sharded across ranks by torch FSDP2; see rlvr/distributed.py)
     executor: str = "serial"  # verifier executor: "serial", "process" or "ray"
     steps: int = 30
+    # which training problems a batch poses (rlvr/sampler.py): "uniform" (the source's own draws) or "frontier" (a
+    # curriculum drawing difficulty levels, or problems, whose recent pass rate is neither ~0 nor ~1), and its options
+    sampler: str = "uniform"
+    sampler_kwargs: dict[str, Any] = field(default_factory=dict)
     num_prompts: int = 32  # B
     group_size: int = 8  # G
     max_new_tokens: int = 8
@@ -91,7 +106,10 @@ class TrainConfig:
     max_episode_tokens: int = 0
     eval_every: int = 5
     eval_problems: int = 200
-    eval_k: int = 4
+    # held-out evaluation: greedy pass@1, and from eval_n samples per problem (0: max(eval_k); 1: none) the unbiased
+    # pass@k and pass^k for each k in eval_k and mean@n, each with its standard error (rlvr/evaluation.py)
+    eval_k: list[int] = field(default_factory=lambda: [4])
+    eval_n: int = 0
     save_every: int = 50
     out_dir: str = "runs/rlvr"
     seed: int = 0
@@ -99,7 +117,9 @@ class TrainConfig:
     # other jobs share the CPU
     chat_template: bool = True  # render chat messages with the tokenizer's template when it has one
     progress: bool = True
-    tensorboard: bool = True  # also write TensorBoard events to out_dir/tensorboard when tensorboard is installed
+    # trackers besides out_dir/metrics.jsonl: "tensorboard" (out_dir/tensorboard, when installed), "wandb" (Weights &
+    # Biases; WANDB_PROJECT names the project, WANDB_MODE=offline needs no network); [] for the JSONL file only
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
 
     def __post_init__(self) -> None:
         for name in ("minibatch_size", "micro_batch_size", "micro_batch_tokens", "logit_chunk_tokens"):
@@ -112,6 +132,14 @@ class TrainConfig:
         check_is_correction(self.is_correction)
         if self.async_rollouts < 0:
             raise ValueError(f"async_rollouts must be >= 0 (0: synchronous), got {self.async_rollouts}")
+        self.report_to = [] if self.report_to in ("none", None) else (
+            [self.report_to] if isinstance(self.report_to, str) else list(self.report_to))
+        check_report_to(self.report_to)
+        self.eval_k = [self.eval_k] if isinstance(self.eval_k, int) else list(self.eval_k)
+        if not self.eval_k or min(self.eval_k) < 1 or self.eval_n < 0:
+            raise ValueError(f"eval_k must be a non-empty list of k >= 1 and eval_n >= 0, got {self.eval_k}, {self.eval_n}")
+        if self.eval_n and self.eval_n < max(self.eval_k):
+            raise ValueError(f"pass@k needs eval_n >= k samples per problem: eval_n={self.eval_n}, eval_k={self.eval_k}")
         if self.engine_batch_tokens < 1:
             raise ValueError(f"engine_batch_tokens must be >= 1, got {self.engine_batch_tokens}")
 

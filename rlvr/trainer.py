@@ -119,7 +119,7 @@ class Trainer:
         self.eval_set = self.collector.eval_set
         self._stop_requested = False
         self.started = time.perf_counter()
-        self.metrics = MetricsSink(self.out, tensorboard=cfg.tensorboard)
+        self.metrics = MetricsSink(self.out, cfg.report_to, config=asdict(cfg))
 
     @property
     def engine(self) -> Engine | None:
@@ -173,7 +173,8 @@ class Trainer:
         if self.cfg.async_rollouts and self.is_main:
             self.rollouts = AsyncRollouts.start(self.cfg, self.rollout_model, self.tokenizer, self.stop_ids,
                                                 self.engine_options(), self.step, self.data_rng,
-                                                self.resumed_rollouts, evaluate_first)
+                                                self.resumed_rollouts, evaluate_first,
+                                                self.collector.sampler.state_dict())
 
     def stop_rollouts(self) -> None:
         if self.rollouts is not None:
@@ -355,7 +356,7 @@ class Trainer:
             return
         state = {"step": self.step, "optimizer": optimizer, "scheduler": self.scheduler.state_dict(),
                  "grad_scaler": self.precision.state_dict(), "config": asdict(self.cfg),
-                 **checkpoint.random_states(self.data_rng)}
+                 "sampler": self.collector.sampler.state_dict(), **checkpoint.random_states(self.data_rng)}
         if self.rollouts is not None:  # what the worker has collected ahead, and its random streams after it
             state["rollouts"] = {"k": self.cfg.async_rollouts, "in_flight": self.rollouts.in_flight(self.step)}
         # a LoRA policy's checkpoint is its adapter; the built-in model's base (which the warm-start trains) is
@@ -382,6 +383,7 @@ class Trainer:
     def restore_sampling(self, state: dict[str, Any]) -> None:
         """Continue the checkpoint's random streams and drop metric records past its step (main process)."""
         checkpoint.restore_random_states(state, self.data_rng)
+        self.collector.sampler.load_state_dict(state.get("sampler", {}))
         self.resumed_rollouts = state.get("rollouts")
         self.metrics.truncate(self.step)
 

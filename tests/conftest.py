@@ -22,6 +22,7 @@ ENV_KWARGS = {
     "rlvr/MATH-v0": {"path": str(DATA / "math_sample.jsonl")},
     "rlvr/HumanEval-v0": {"path": str(DATA / "humaneval_mini.jsonl")},
     "rlvr/CodeFeedback-v0": {"path": str(DATA / "humaneval_mini.jsonl")},
+    "rlvr/ReasoningGym-v0": {"task": "basic_arithmetic"},  # registered where reasoning-gym is installed
 }
 
 

@@ -20,7 +20,7 @@ CALCULATOR = dict(env="rlvr/Calculator-v0", env_kwargs={"parser": "pythonic", "t
 
 def config(tmp_path, **overrides) -> TrainConfig:
     values = dict(steps=1, num_prompts=2, group_size=3, warmstart_steps=0, eval_every=0, eval_problems=4,
-                  save_every=0, out_dir=str(tmp_path / "run"), progress=False, tensorboard=False, **GUESS)
+                  save_every=0, out_dir=str(tmp_path / "run"), progress=False, report_to=[], **GUESS)
     values.update(overrides)
     return TrainConfig(**values)
 

@@ -146,3 +146,58 @@ def test_countdown_prompt_format_is_configurable_and_checked():
     assert make_verifier("countdown")(p, p.meta["solution"]).correct
     with pytest.raises(ValueError, match="target"):
         Countdown(prompt="reach it with {numbers}")
+
+
+def gsm8k_rows(n: int, start: int = 0) -> list[dict]:
+    return [{"question": f"What is {i} + 1?", "answer": f"{i} + 1 = {i + 1}\n#### {i + 1}"} for i in range(start, n)]
+
+
+def test_a_save_to_disk_directory_is_a_data_set(tmp_path):
+    """A `Dataset` saved with save_to_disk, and a `DatasetDict` whose split `data_split` picks (the env's own
+    `split` stays its train/test side)."""
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_list(gsm8k_rows(6)).save_to_disk(tmp_path / "one")
+    env = rlvr.make("rlvr/GSM8K-v0", path=str(tmp_path / "one")).unwrapped
+    assert len(env.source) == 6 and env.source.get("gsm8k-3").answer == "3"
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_list(gsm8k_rows(4)),
+                                   "test": datasets.Dataset.from_list(gsm8k_rows(7, start=4))})
+    splits.save_to_disk(tmp_path / "two")
+    test = MathFile(tmp_path / "two", data_split="test", name="gsm8k")
+    assert [p.answer for p in test] and sorted(p.answer for p in test) == ["5", "6", "7"]
+    with pytest.raises(DatasetError, match="has the splits train, test: choose one with data_split="):
+        MathFile(tmp_path / "two")
+    with pytest.raises(DatasetError, match="has no split 'validation'"):
+        MathFile(tmp_path / "two", data_split="validation")
+
+
+def test_a_hub_repository_layout_loads_through_load_dataset_with_config_and_split(tmp_path, monkeypatch):
+    """What `path=openai/gsm8k config=main data_split=test` does, on a repository laid out as on the hub (README
+    configs, one Parquet file per config and split) read from a local directory: no network."""
+    datasets = pytest.importorskip("datasets")
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")  # nothing from earlier runs
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    repo = tmp_path / "gsm8k"
+    for config, offset in (("main", 0), ("socratic", 100)):
+        (repo / config).mkdir(parents=True)
+        for split, rows in (("train", gsm8k_rows(offset + 20, offset)), ("test", gsm8k_rows(offset + 3, offset))):
+            pq.write_table(pa.Table.from_pylist(rows), repo / config / f"{split}-00000-of-00001.parquet")
+    (repo / "README.md").write_text("---\nconfigs:\n" + "".join(
+        f"- config_name: {c}\n  data_files:\n  - split: train\n    path: {c}/train-*\n"
+        f"  - split: test\n    path: {c}/test-*\n" for c in ("main", "socratic")) + "---\n")
+    env = rlvr.make("rlvr/GSM8K-v0", path=str(repo), config="socratic", data_split="test").unwrapped
+    assert sorted(p.answer for p in env.source) == ["101", "102", "103"]
+    sliced = MathFile(repo, config="main", data_split="train[:2]")
+    assert [p.answer for p in sliced] == ["1", "2"]
+    sides = [rlvr.make("rlvr/GSM8K-v0", path=str(repo), config="main", data_split="train", split=side,
+                       heldout_fraction=0.4).unwrapped.source for side in ("train", "test")]
+    ids = [{p.id for p in side} for side in sides]  # the env's own split carves its held-out side from the rows read
+    assert not ids[0] & ids[1] and len(ids[0] | ids[1]) == 20 and all(ids)
+
+
+def test_a_missing_data_file_is_never_looked_up_on_the_hub(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data set file not found"):
+        MathFile(tmp_path / "typo.jsonl")

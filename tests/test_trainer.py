@@ -376,7 +376,7 @@ def test_missing_tensorboard_is_not_written_into_the_config(tmp_path, monkeypatc
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
     trainer = Trainer(easy_config(tmp_path, steps=1))
     trainer.train()
-    assert trainer.cfg.tensorboard is True and trainer.metrics.tensorboard is False
+    assert trainer.cfg.report_to == ["tensorboard"] and trainer.metrics.tensorboard is False
     assert (tmp_path / "run/metrics.jsonl").exists() and not (tmp_path / "run/tensorboard").exists()
 
 

@@ -4,11 +4,12 @@ point names a callable (or module) that registers its envs with `rlvr.register` 
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import gymnasium as gym
 
-from rlvr.envs.builtin import BUILTIN_ENVS, TINY_DEFAULTS
+from rlvr.envs.builtin import BUILTIN_ENVS, OPTIONAL_ENVS, TINY_DEFAULTS
 from rlvr.envs.prompt_env import PromptEnv
 from rlvr.envs.vector import GroupVectorEnv, to_groups
 from rlvr.registry import iter_plugins, suggest
@@ -84,6 +85,9 @@ def make_vec(id: str, num_prompts: int, group_size: int, executor: str | Executo
 
 for _id, _factory in BUILTIN_ENVS.items():
     register(_id, f"rlvr.envs.builtin:{_factory.__name__}", tiny_defaults=TINY_DEFAULTS.get(_id))
+for _id, (_factory, _package) in OPTIONAL_ENVS.items():
+    if importlib.util.find_spec(_package) is not None:
+        register(_id, f"rlvr.envs.builtin:{_factory.__name__}", tiny_defaults=TINY_DEFAULTS.get(_id))
 
 __all__ = ["GroupVectorEnv", "PromptEnv", "load_plugins", "make", "make_vec", "names", "register", "tiny_defaults",
            "to_groups"]

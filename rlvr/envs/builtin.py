@@ -28,7 +28,7 @@ def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def arithmetic(**kwargs: Any) -> PromptEnv:
-    """Integer arithmetic, `level` 1..7; the prompt is the bare expression followed by `=`."""
+    """Integer arithmetic, `level` 1..7 or a list of levels (mixed); the prompt is the bare expression and `=`."""
     source_kw, env_kw = _split(kwargs)
     return PromptEnv(Arithmetic(**source_kw), **{"template": "{prompt} =", **env_kw})
 
@@ -103,6 +103,18 @@ def code_feedback(path: str | Path | None = None, max_turns: int = 3, **kwargs: 
     return CodeFeedback(humaneval(path, **kwargs), max_turns=max_turns, render_mode=render_mode)
 
 
+def reasoning_gym(task: str, **kwargs: Any) -> PromptEnv:
+    """A reasoning-gym data set, `task=NAME` with its config fields (or curriculum `levels=`), scored by its own
+    `score_answer` on the last <answer></answer>; `rlvr list envs` lists the tasks."""
+    from rlvr.envs.tasks.reasoning_gym import ReasoningGym, require_reasoning_gym
+
+    source_kw, env_kw = _split(kwargs)
+    system = require_reasoning_gym().utils.SYSTEM_PROMPTS["default"]  # asks for <answer></answer>
+    # ARC-style grids make prompts of tens of thousands of characters
+    return PromptEnv(ReasoningGym(task, **source_kw),
+                     **{"system_prompt": system, "max_prompt_chars": 1 << 17, **env_kw})
+
+
 BUILTIN_ENVS = {
     "rlvr/Arithmetic-v0": arithmetic,
     "rlvr/Countdown-v0": countdown,
@@ -113,6 +125,8 @@ BUILTIN_ENVS = {
     "rlvr/GuessNumber-v0": guess_number,
     "rlvr/CodeFeedback-v0": code_feedback,
 }
+# registered only where the package they wrap is installed (its extra)
+OPTIONAL_ENVS = {"rlvr/ReasoningGym-v0": (reasoning_gym, "reasoning_gym")}
 
 # What `rlvr train --env ID` trains the built-in tiny character model with (docs/multiturn.md, "Calculator"): the
 # compact pythonic call format and a bare prompt keep an episode near 60 characters; the warm-start demonstrates

@@ -100,6 +100,7 @@ class WorkerJob:
     evaluate_first: bool = False
     data_state: dict[str, Any] | None = None  # the learner's data stream, which a fresh worker continues
     random_state: dict[str, Any] | None = None  # a checkpoint's: the worker's streams after its last batch
+    sampler_state: dict[str, Any] = field(default_factory=dict)  # the learner's problem sampler, otherwise
     ray_address: str | None = field(default_factory=lambda: ray_address())  # Ray engines join the learner's cluster
     parent_pid: int = field(default_factory=os.getpid)
 
@@ -111,9 +112,9 @@ class AsyncRollouts:
     @classmethod
     def start(cls, cfg: TrainConfig, policy: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, stop_ids: set[int],
               engine_options: dict[str, Any], version: int, data_rng: np.random.Generator,
-              saved: dict[str, Any] | None, evaluate_first: bool) -> AsyncRollouts:
+              saved: dict[str, Any] | None, evaluate_first: bool, sampler_state: dict[str, Any]) -> AsyncRollouts:
         """A worker starting from `policy` (the weights of step `version`) and continuing `saved`, a checkpoint's
-        in-flight batches, or else the learner's data stream. Unless `cfg.threads` sets both, the learner keeps
+        in-flight batches, or else the learner's data stream and problem sampler (`sampler_state`). Unless `cfg.threads` sets both, the learner keeps
         half the CPU's cores (this process's torch threads are set so) and the worker takes the other half."""
         saved = saved or {"k": cfg.async_rollouts, "in_flight": []}
         if saved["k"] != cfg.async_rollouts:
@@ -128,7 +129,7 @@ class AsyncRollouts:
                         engine_options, device, cfg.threads or max(1, cpus // 2), version=version,
                         first_batch=version + len(in_flight) + 1, evaluate_first=evaluate_first,
                         data_state=data_rng.bit_generator.state,
-                        random_state=in_flight[-1].random_state if in_flight else None)
+                        random_state=in_flight[-1].random_state if in_flight else None, sampler_state=sampler_state)
         return cls(job, in_flight)
 
     def __init__(self, job: WorkerJob, in_flight: list[Batch] = ()) -> None:
@@ -244,6 +245,7 @@ def produce(job: WorkerJob, slots: list[dict[str, torch.Tensor]], requests: mp.Q
     try:
         collector = Collector(cfg, engine, job.tokenizer, executor, algorithms.make(cfg.algo, **cfg.algo_kwargs),
                               job.stop_ids, data_rng)
+        collector.sampler.load_state_dict(job.random_state["sampler"] if job.random_state else job.sampler_state)
         version, evaluate, waited = job.version, job.evaluate_first, 0.0
         while True:
             collector.policy_version = version
@@ -253,7 +255,8 @@ def produce(job: WorkerJob, slots: list[dict[str, torch.Tensor]], requests: mp.Q
                 if job.first_batch <= t <= cfg.steps + k:
                     groups, stats = collector.collect()
                     stats["time/engine_wait"], waited = waited, 0.0
-                    results.put(("batch", Batch(t, groups, stats, random_states(data_rng))))
+                    streams = {**random_states(data_rng), "sampler": collector.sampler.state_dict()}
+                    results.put(("batch", Batch(t, groups, stats, streams)))
             start = time.perf_counter()
             message = next_request(requests, job.parent_pid)
             waited += time.perf_counter() - start

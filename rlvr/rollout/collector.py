@@ -20,8 +20,10 @@ from rlvr.config import TrainConfig
 from rlvr.envs.multiturn import MultiTurnEnv
 from rlvr.envs.prompt_env import PromptEnv
 from rlvr.envs.vector import GroupVectorEnv
+from rlvr.evaluation import mean_and_se, sampled_metrics
 from rlvr.rollout.base import Engine
 from rlvr.rollout.episodes import Episode, run_episodes
+from rlvr.sampler import make_sampler
 from rlvr.sampling import Sampling
 from rlvr.types import Group, Message, Problem
 from rlvr.verifiers.base import Executor
@@ -60,6 +62,8 @@ class Collector:
         self.renderer = ChatRenderer(tokenizer, stop_ids, tools=env.tools) if self.multi_turn else None
         eval_task = self.eval_env.task if self.multi_turn else self.eval_env
         self.eval_set = eval_task.source.distinct(cfg.eval_problems)  # the held-out problems `evaluate` poses
+        # which problems a batch poses (uniform, or a curriculum at the learning frontier), drawn from the data stream
+        self.sampler = make_sampler(cfg.sampler, self.task.source, **cfg.sampler_kwargs)
         # single-turn: the vector env a user would step, drawing from the run's data stream
         self.venv = None if self.multi_turn else GroupVectorEnv(env, cfg.num_prompts, cfg.group_size, executor)
         if self.venv is not None:
@@ -113,17 +117,20 @@ class Collector:
         return self.episodes(GroupVectorEnv(env, len(problems), n, self.executor), sampling, {"problems": problems})
 
     def evaluate(self, problems: list[Problem], seed: int) -> dict[str, float]:
-        """Greedy pass@1 and sampled pass@k (k = `eval_k`) on `problems`. Whatever it draws (samples, a Ray
-        engine's seeds) comes from torch's generators seeded with `seed` and then restored, so evaluating leaves the
-        training stream as it was."""
+        """Greedy pass@1 on `problems`, and from n = `eval_n` (or max `eval_k`) samples of each the unbiased pass@k
+        and pass^k for each k in `eval_k` and mean@n (`rlvr.evaluation`), each with `_se`, its standard error over
+        problems. Whatever it draws (samples, a Ray engine's seeds) comes from torch's generators seeded with `seed`
+        and then restored, so evaluating leaves the training stream as it was."""
         cuda = range(torch.cuda.device_count()) if torch.cuda.is_available() else []
+        n = self.cfg.eval_n or max(self.cfg.eval_k)
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             greedy = self.rollout(problems, 1, replace(self.sampling, temperature=0.0))
-            out = {"eval/pass@1": float(np.mean([g.verdicts[0].correct for g in greedy]))}
-            if self.cfg.eval_k > 1:
-                sampled = self.rollout(problems, self.cfg.eval_k, self.sampling)
-                out[f"eval/pass@{self.cfg.eval_k}"] = float(np.mean([g.num_correct > 0 for g in sampled]))
+            out = dict(zip(("eval/pass@1", "eval/pass@1_se"), mean_and_se([g.verdicts[0].correct for g in greedy])))
+            if n > 1:
+                sampled = self.rollout(problems, n, self.sampling)
+                right = [[v.correct for v in g.verdicts] for g in sampled]
+                out.update({f"eval/{k}": v for k, v in sampled_metrics(right, self.cfg.eval_k).items()})
         return out
 
     def collect(self) -> tuple[list[Group], dict[str, float]]:
@@ -131,11 +138,12 @@ class Collector:
         cfg, kept, drawn, rounds, start = self.cfg, [], 0, 0, time.perf_counter()
         limit = self.algo.max_gen_rounds if self.algo.dynamic_sampling else 1
         while len(kept) < cfg.num_prompts and rounds < limit:
+            problems = self.sampler.draw(cfg.num_prompts, self.data_rng)
             if self.multi_turn:
-                problems = [self.task.source.sample(self.data_rng) for _ in range(cfg.num_prompts)]
                 groups, episodes = self.play(problems, cfg.group_size, self.sampling, held_out=False)
             else:
-                groups, episodes = self.episodes(self.venv, self.sampling), []
+                groups, episodes = self.episodes(self.venv, self.sampling, {"problems": problems}), []
+            self.sampler.update(groups)  # every group drawn, the filtered ones too: they tell what is too easy
             drawn, rounds = drawn + len(groups), rounds + 1
             kept.extend(self.algo.select(groups))
             if rounds == 1:
@@ -150,7 +158,7 @@ class Collector:
             "length": float(np.mean([c.num_sampled for c in completions])),
             "truncated": float(np.mean([c.truncated for c in completions])),
             "gen/groups_drawn": drawn, "gen/groups_kept": len(kept), "gen/groups_dropped": drawn - len(kept),
-            "gen/rounds": rounds, "time/gen": time.perf_counter() - start}
+            "gen/rounds": rounds, "time/gen": time.perf_counter() - start, **self.sampler.metrics()}
         if played:
             stats["episode/turns"] = float(np.mean([len(e.turns) for e in played]))
             stats["episode/tool_calls"] = float(np.mean([e.tool_calls for e in played]))

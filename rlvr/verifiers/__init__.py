@@ -2,7 +2,8 @@
 name on import (`rlvr.verifiers.registry`); plugins add more through the `rlvr.verifiers` entry-point group
 (entry-point name = verifier name, object = factory)."""
 
-from rlvr.verifiers import code, countdown, format, math_verifier, overlong  # noqa: F401  (they register)
+from rlvr.verifiers import (  # noqa: F401  (they register)
+    code, countdown, format, judge, math_verifier, overlong, reward_model)
 from rlvr.verifiers.base import Compose, Executor, SerialExecutor, Verifier
 from rlvr.verifiers.executors import EXECUTORS, make_executor
 from rlvr.verifiers.pool import VerifierPool

@@ -15,9 +15,17 @@ ProgressFn = Callable[[int, int], None]
 
 @runtime_checkable
 class Verifier(Protocol):
-    """Scores one completion of one problem. Must be picklable (it is shipped to worker processes)."""
+    """Scores one completion of one problem. Must be picklable (it is shipped to worker processes). One that scores
+    many at once cheaper (a learned reward on a device) also has `batch(items) -> list[Verdict]`, which the serial
+    executor and `Compose` use."""
 
     def __call__(self, problem: Problem, completion: Completion) -> Verdict: ...
+
+
+def score_all(verifier: Verifier, items: Sequence[Item]) -> list[Verdict]:
+    """Every item's verdict, in order: through the verifier's `batch` when it has one, else one call per item."""
+    batch = getattr(verifier, "batch", None)
+    return batch(items) if callable(batch) else [verifier(p, c) for p, c in items]
 
 
 class Compose:
@@ -37,7 +45,15 @@ class Compose:
             raise ValueError(f"Compose part names must be unique, got {self.names}")
 
     def __call__(self, problem: Problem, completion: Completion) -> Verdict:
-        verdicts = [v(problem, completion) for v in self.verifiers]
+        return self.combine([v(problem, completion) for v in self.verifiers])
+
+    def batch(self, items: Sequence[Item]) -> list[Verdict]:
+        """Each part scores all `items` (a learned one in batches), then each item's verdicts combine."""
+        per_part = [score_all(v, items) for v in self.verifiers]
+        return [self.combine(list(verdicts)) for verdicts in zip(*per_part)]
+
+    def combine(self, verdicts: list[Verdict]) -> Verdict:
+        """One item's verdict from its parts' (in the order of `verifiers`)."""
         first = verdicts[0]
         parts = {name: w * v.reward for name, w, v in zip(self.names, self.weights, verdicts)}
         errors = [f"{name}: {v.error}" for name, v in zip(self.names, verdicts) if v.error]
@@ -88,6 +104,11 @@ class SerialExecutor:
     """Scores in the calling process, one item after another: the reference the parallel pools must match."""
 
     def map(self, verifier: Verifier, items: Sequence[Item], progress: ProgressFn | None = None) -> list[Verdict]:
+        if callable(getattr(verifier, "batch", None)):  # scores many at once (a learned reward)
+            verdicts = score_all(verifier, items)
+            if progress:
+                progress(len(items), len(items))
+            return verdicts
         verdicts = []
         for i, (problem, completion) in enumerate(items):
             verdicts.append(verifier(problem, completion))

@@ -13,14 +13,19 @@ register = VERIFIERS.register
 names = VERIFIERS.names
 
 
-def make(spec: str | Verifier | list[Any], **overrides: Any) -> Verifier:
-    """Build a verifier from a name (`"math"`), a `+`-joined composition (`"math+overlong"`), a list of names or
-    `(name, weight)` pairs, or pass an existing verifier through."""
+def make(spec: str | Verifier | dict[str, Any] | list[Any], **overrides: Any) -> Verifier:
+    """Build a verifier from a name (`"math"`), a `+`-joined composition (`"math+overlong"`), a dict naming one
+    with its options (`{"name": "reward_model", "path": ...}`), a list of names, `(name, weight)` pairs or such
+    dicts with a `weight` (a weighted `Compose`), or pass an existing verifier through."""
     if callable(spec) and not isinstance(spec, str):
         return spec
+    if isinstance(spec, dict):
+        options = {k: v for k, v in spec.items() if k not in ("name", "weight")}
+        return VERIFIERS.make(spec["name"], **options, **overrides)
     if isinstance(spec, str) and "+" not in spec:
         return VERIFIERS.make(spec, **overrides)
     parts = spec.split("+") if isinstance(spec, str) else list(spec)
-    pairs = [p if isinstance(p, (tuple, list)) else (p, 1.0) for p in parts]
-    return Compose([VERIFIERS.make(name.strip()) for name, _ in pairs], weights=[w for _, w in pairs],
-                   names=[name.strip() for name, _ in pairs])
+    named = [p if isinstance(p, dict) else dict(zip(("name", "weight"), p)) if isinstance(p, (tuple, list))
+             else {"name": p} for p in parts]
+    return Compose([make({**p, "name": p["name"].strip()}) for p in named],
+                   weights=[p.get("weight", 1.0) for p in named], names=[p["name"].strip() for p in named])

@@ -5,6 +5,9 @@ an infinite task that a tiny model can learn from scratch, with a held-out split
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+
+import numpy as np
 
 from rlvr.envs.tasks.base import ProceduralSource, Split
 from rlvr.safe_eval import evaluate
@@ -47,27 +50,41 @@ def _expression(level: int, rnd: random.Random) -> str:
 
 
 class Arithmetic(ProceduralSource):
-    """Integer arithmetic problems; the answer is the exact integer value.
+    """Integer arithmetic problems; the answer is the exact integer value. `level` is one level or a list of them
+    (mixed difficulty: problem `key` is of level `levels[key % len(levels)]`, so draws are uniform over them and a
+    curriculum can ask for one, `sample_level`).
 
     Problem ids are `arith-L{level}-{key}` so any problem can be rebuilt from its id."""
 
     name = "arithmetic"
     default_verifier = "math"
 
-    def __init__(self, level: int = 1, *, split: Split = "train", heldout_fraction: float = 0.1,
+    def __init__(self, level: int | Sequence[int] = 1, *, split: Split = "train", heldout_fraction: float = 0.1,
                  seed: int = 0) -> None:
-        if level not in LEVELS:
-            raise ValueError(f"Arithmetic level must be one of {sorted(LEVELS)}, got {level!r}")
+        self.levels = [level] if isinstance(level, int) else list(level)
+        if not self.levels or any(lv not in LEVELS for lv in self.levels) or len(set(self.levels)) < len(self.levels):
+            raise ValueError(f"Arithmetic level must be one of {sorted(LEVELS)} or a list of distinct ones, "
+                             f"got {level!r}")
         super().__init__(split=split, heldout_fraction=heldout_fraction, seed=seed)
         self.level = level
 
     def generate(self, key: int) -> Problem:
-        expression = _expression(self.level, random.Random(key))
-        return Problem(id=f"arith-L{self.level}-{key}", prompt=expression, answer=str(int(evaluate(expression))),
-                       meta={"level": self.level, "expression": expression})
+        level = self.levels[key % len(self.levels)]
+        expression = _expression(level, random.Random(key))
+        return Problem(id=f"arith-L{level}-{key}", prompt=expression, answer=str(int(evaluate(expression))),
+                       meta={"level": level, "expression": expression})
 
     def key_of(self, problem_id: str) -> int:
-        prefix = f"arith-L{self.level}-"
-        if not problem_id.startswith(prefix):
+        level, key = problem_id.removeprefix("arith-L").split("-", 1)
+        if not problem_id.startswith("arith-L") or self.levels[int(key) % len(self.levels)] != int(level):
             raise ValueError(problem_id)
-        return int(problem_id[len(prefix):])
+        return int(key)
+
+    def sample_level(self, rng: np.random.Generator, level: int) -> Problem:
+        """Draw one problem of `level` (one of `levels`) from this source's split."""
+        span, offset = len(self.levels), self.levels.index(level)
+        for _ in range(10_000):
+            problem = self.generate(int(rng.integers(2**62 // span)) * span + offset)
+            if self.in_split(problem):
+                return problem
+        raise RuntimeError(f"{self.name}: no level-{level} problem of split {self.split!r} in 10000 draws")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -30,7 +30,7 @@ class TaskSource(ABC):
     """What an env draws problems from. `sample(rng)` draws one, `get(id)` finds one, iteration is seeded."""
 
     name: str = "task"
-    default_verifier: str = "math"
+    default_verifier: Any = "math"  # a registered verifier's name, or a verifier
 
     @abstractmethod
     def sample(self, rng: np.random.Generator) -> Problem:

@@ -1,6 +1,7 @@
 """File-backed task sources: math sets (GSM8K `#### 42` rows, MATH `\\boxed{}` solutions, or plain answers) and
-HumanEval-format code sets, from JSONL, JSON, Parquet or an in-memory `datasets.Dataset`. A malformed row
-raises a `DatasetError` naming the file, the line and the missing field."""
+HumanEval-format code sets, from JSONL, JSON, Parquet, a Hugging Face data set (a hub id read through
+`datasets.load_dataset` with its config, split and revision, or a `save_to_disk` directory) or an in-memory
+`datasets.Dataset`. A malformed row raises a `DatasetError` naming the file, the line and the missing field."""
 
 from __future__ import annotations
 
@@ -134,11 +135,51 @@ def code_problems(rows: Iterable[Row], prefix: str) -> list[Problem]:
     return problems
 
 
-def _rows(path: str | Path | None, dataset: Iterable[dict[str, Any]] | None, env_name: str) -> Iterator[Row]:
+@dataclass(frozen=True)
+class HubData:
+    """Which part of a Hugging Face data set to read: its `config` (subset) name, `data_split` (a split or a slice
+    such as "train[:1000]"; named so because an env's `split` is its train/test side) and `revision` (a commit,
+    branch or tag of a hub repository)."""
+
+    config: str | None = None
+    data_split: str | None = None
+    revision: str | None = None
+
+
+def hub_rows(path: str | Path, hub: HubData) -> Iterator[Row]:
+    """Rows of a Hugging Face data set: a directory written by `save_to_disk`, or anything `datasets.load_dataset`
+    reads (a hub id such as openai/gsm8k, or a local directory laid out like a hub repository)."""
+    try:
+        import datasets
+    except ImportError as exc:
+        raise ImportError(f"reading {path} needs the datasets library: pip install 'rlvr[data]'") from exc
+    saved = Path(path) / "state.json", Path(path) / "dataset_dict.json"
+    if any(p.exists() for p in saved):
+        data = datasets.load_from_disk(str(path))
+    else:
+        data = datasets.load_dataset(str(path), hub.config, split=hub.data_split, revision=hub.revision)
+    if isinstance(data, datasets.DatasetDict):
+        if hub.data_split is None and len(data) != 1:
+            raise DatasetError(f"{path} has the splits {', '.join(data)}: choose one with data_split=")
+        if hub.data_split is not None and hub.data_split not in data:
+            raise DatasetError(f"{path} has no split {hub.data_split!r} (it has {', '.join(data)})")
+        data = data[hub.data_split or next(iter(data))]
+    return dataset_rows(data, name=f"{path}[{hub.data_split}]" if hub.data_split else str(path))
+
+
+def _rows(path: str | Path | None, dataset: Iterable[dict[str, Any]] | None, env_name: str,
+          hub: HubData) -> Iterator[Row]:
+    """The rows of `path` (a data file, a Hugging Face data set's directory or hub id) or of `dataset`."""
     if (path is None) == (dataset is None):
         raise ValueError(f"{env_name} is file-backed: pass its data with the keyword `path=` (a .jsonl, .json or "
-                         f".parquet file) or `dataset=` (a datasets.Dataset), exactly one of the two")
-    return read_rows(path) if path is not None else dataset_rows(dataset, name=env_name)
+                         f".parquet file, a save_to_disk directory or a hub id) or `dataset=` (a datasets.Dataset), "
+                         f"exactly one of the two")
+    if dataset is not None:
+        return dataset_rows(dataset, name=env_name)
+    local, suffixes = Path(path), (".jsonl", ".gz", ".json", ".parquet")
+    if local.is_file() or (local.suffix.lower() in suffixes and not local.exists()):
+        return read_rows(local)  # a data file (a missing one is a FileNotFoundError, never a hub lookup)
+    return hub_rows(path, hub)
 
 
 class MathFile(ListSource):
@@ -149,8 +190,10 @@ class MathFile(ListSource):
 
     def __init__(self, path: str | Path | None = None, *, dataset: Iterable[dict[str, Any]] | None = None,
                  fields: MathFields = GSM8K_FIELDS, name: str = "math-file", split: Split = "all",
-                 heldout_fraction: float = 0.0, seed: int = 0) -> None:
-        problems = math_problems(_rows(path, dataset, name), fields, prefix=name)
+                 heldout_fraction: float = 0.0, seed: int = 0, config: str | None = None,
+                 data_split: str | None = None, revision: str | None = None) -> None:
+        problems = math_problems(_rows(path, dataset, name, HubData(config, data_split, revision)), fields,
+                                 prefix=name)
         super().__init__(problems, name=name, split=split, heldout_fraction=heldout_fraction, seed=seed)
 
 
@@ -160,7 +203,7 @@ class CodeFile(ListSource):
     default_verifier = "code"
 
     def __init__(self, path: str | Path | None = None, *, dataset: Iterable[dict[str, Any]] | None = None,
-                 name: str = "code-file", split: Split = "all", heldout_fraction: float = 0.0,
-                 seed: int = 0) -> None:
-        problems = code_problems(_rows(path, dataset, name), prefix=name)
+                 name: str = "code-file", split: Split = "all", heldout_fraction: float = 0.0, seed: int = 0,
+                 config: str | None = None, data_split: str | None = None, revision: str | None = None) -> None:
+        problems = code_problems(_rows(path, dataset, name, HubData(config, data_split, revision)), prefix=name)
         super().__init__(problems, name=name, split=split, heldout_fraction=heldout_fraction, seed=seed)
