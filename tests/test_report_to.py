@@ -15,8 +15,9 @@ def test_unknown_trackers_are_named():
     assert TrainConfig(report_to="none").report_to == [] and TrainConfig(report_to="wandb").report_to == ["wandb"]
 
 
-def test_wandb_offline_gets_every_record_and_a_resume_continues_its_run(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+def test_wandb_offline_gets_every_record_and_a_resume_continues_its_run(tmp_path, monkeypatch, request):
+    wandb = pytest.importorskip("wandb")
+    request.addfinalizer(wandb.teardown)  # W&B's service process outlives its runs; later tests count children
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     run = tmp_path / "run"
