@@ -8,8 +8,8 @@ Every side is one `rlvr train` run of the demo's configuration (rlvr/Arithmetic-
 bench/results/init/), each in its own process, one after the other, nothing else running:
 
 - timing: `async_rollouts` 0 (the synchronous trainer, every core, and on one thread), 1 and 2 (learner and
-  worker a core each; for k = 2 also with a tighter correction, token_mask at cap 2 with IcePop's lower bound 0.5),
-  and the three at half the demo's learning rate (5e-4):
+  worker a core each), at the demo's learning rate (5e-4) and at 1e-3 (for k = 2 also with a tighter correction,
+  token_mask at cap 2 with IcePop's lower bound 0.5), each against the synchronous trainer at its learning rate:
   RL-phase wall time (the first step's start to the last step's end), steps/s, the learner's idle fraction (waiting
   for a batch), the engine's (not generating), and held-out greedy pass@1 after the same number of steps.
 - mismatch: the synchronous trainer with an engine that samples from a perturbed copy of the policy (every weight
@@ -37,11 +37,11 @@ import torch
 INIT_DIR = Path("bench/results/init")
 TIMING = {"sync": {"async_rollouts": 0}, "sync, 1 thread": {"async_rollouts": 0, "threads": 1},
           "async=1": {"async_rollouts": 1}, "async=2": {"async_rollouts": 2},
-          "async=2, IcePop mask": {"async_rollouts": 2, "is_correction": "token_mask", "is_cap": 2.0,
-                                   "is_mask_low": 0.5},
-          "sync, lr 5e-4": {"async_rollouts": 0, "lr": 5e-4}, "async=1, lr 5e-4": {"async_rollouts": 1, "lr": 5e-4},
-          "async=2, lr 5e-4": {"async_rollouts": 2, "lr": 5e-4}}
-REPEATED = ("sync", "async=1", "sync, lr 5e-4", "async=1, lr 5e-4")  # timed --repeats times, medians reported
+          "sync, lr 1e-3": {"async_rollouts": 0, "lr": 1e-3}, "async=1, lr 1e-3": {"async_rollouts": 1, "lr": 1e-3},
+          "async=2, lr 1e-3": {"async_rollouts": 2, "lr": 1e-3},
+          "async=2, lr 1e-3, IcePop mask": {"async_rollouts": 2, "lr": 1e-3, "is_correction": "token_mask",
+                                            "is_cap": 2.0, "is_mask_low": 0.5}}
+REPEATED = ("sync", "async=1", "sync, lr 1e-3", "async=1, lr 1e-3")  # timed --repeats times, medians reported
 MISMATCH = {"none": None, "token_truncate": "token_truncate", "token_mask": "token_mask",
             "sequence_truncate": "sequence_truncate", "sequence_mask": "sequence_mask"}
 
@@ -124,10 +124,12 @@ def summarise(rows: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
 
 def tables(rows: list[dict[str, Any]]) -> str:
     timing = summarise(rows, "timing")
-    base = next((r for r in timing if r["side"] == "sync"), None)  # the demo's own configuration
-    lines = ["| rollouts | seeds x repeats | RL wall (s) | steps/s | vs sync | learner idle | engine idle | staleness | "
+    syncs = {r["side"]: r for r in timing if r["side"].startswith("sync") and "thread" not in r["side"]}
+    lines = ["| rollouts | seeds x repeats | RL wall (s) | steps/s | vs sync | learner idle | engine idle | "
+             "staleness | "
              "pass@1 start | pass@1 after the steps |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in timing:
+    for r in timing:  # each side against the synchronous trainer at its learning rate
+        base = syncs.get("sync" + ("" if ", lr " not in r["side"] else ", lr " + r["side"].split(", lr ")[1][:4]))
         speedup = f"{r['steps_per_s'] / base['steps_per_s']:.2f}x" if base else "-"
         lines.append(f"| {r['side']} | {r['seeds']} x {r['repeats']} | {r['rl_wall_s']:.1f} | {r['steps_per_s']:.3f} | "
                      f"{speedup} | "

@@ -1,6 +1,6 @@
 """The frontier curriculum against uniform sampling on mixed-difficulty arithmetic.
 
-    python bench/curriculum.py [--seeds 0 1 2] [--steps 60] [--levels 1 2 3 4 5] [--target 0.6] [--out DIR]
+    python bench/curriculum.py [--seeds 0 1 2] [--steps 60] [--levels 1 2 3 4 5] [--target 0.6] [--out DIR] [--report]
 
 Both sides train the demo's tiny model (DAPO, B = 32, G = 8, 8 new tokens) on rlvr/Arithmetic-v0 over the given
 levels, drawn uniformly, from one shared warm-started model per seed (the demo's warm-start on the same mixed
@@ -97,7 +97,15 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--target", type=float, default=0.6)
     parser.add_argument("--out", type=Path, default=Path("bench/results/curriculum"))
+    parser.add_argument("--report", action="store_true", help="only redraw the table and figure from --out's JSON "
+                                                               "(another --target, say)")
     args = parser.parse_args()
+    if args.report:
+        rows = json.loads((args.out / "curriculum.json").read_text())
+        for row in rows:
+            row["tokens_to_target"] = next((t for t, p in row["curve"] if p >= args.target), None)
+        plot(rows, args.out / "curriculum.png", args.target)
+        return print(table(rows, args.target))
     rows = []
     for seed in args.seeds:
         init = starting_point(seed, args.levels)

@@ -70,7 +70,9 @@ class TrainConfig:
     # batch t with the weights of step max(0, t - 1 - k); 0: synchronous. Stale samples are always corrected: with
     # async_rollouts > 0 and no is_correction, "token_truncate" is used
     async_rollouts: int = 0
-    lr: float = 1e-3
+    # the demo's tiny model learns more in its 30 steps at 5e-4 than at 1e-3 (held-out 95.5% vs 88.1%, 2 seeds x 3
+    # runs, bench/async_rollouts.py) and tolerates asynchronous rollouts' staleness (docs/offpolicy.md)
+    lr: float = 5e-4
     weight_decay: float = 0.0
     warmup_steps: int = 5
     max_grad_norm: float = 1.0
@@ -132,14 +134,17 @@ class TrainConfig:
         check_is_correction(self.is_correction)
         if self.async_rollouts < 0:
             raise ValueError(f"async_rollouts must be >= 0 (0: synchronous), got {self.async_rollouts}")
-        self.report_to = [] if self.report_to in ("none", None) else (
-            [self.report_to] if isinstance(self.report_to, str) else list(self.report_to))
+        if isinstance(self.report_to, str):  # "wandb", "tensorboard,wandb" (as typed on a command line), "none"
+            self.report_to = [t.strip() for t in self.report_to.strip("[]").split(",") if t.strip() != "none"]
+        self.report_to = [t for t in (self.report_to or []) if t]
         check_report_to(self.report_to)
         self.eval_k = [self.eval_k] if isinstance(self.eval_k, int) else list(self.eval_k)
         if not self.eval_k or min(self.eval_k) < 1 or self.eval_n < 0:
-            raise ValueError(f"eval_k must be a non-empty list of k >= 1 and eval_n >= 0, got {self.eval_k}, {self.eval_n}")
+            raise ValueError(f"eval_k must be a non-empty list of k >= 1 and eval_n >= 0, got {self.eval_k}, "
+                             f"{self.eval_n}")
         if self.eval_n and self.eval_n < max(self.eval_k):
-            raise ValueError(f"pass@k needs eval_n >= k samples per problem: eval_n={self.eval_n}, eval_k={self.eval_k}")
+            raise ValueError(f"pass@k needs eval_n >= k samples per problem: eval_n={self.eval_n}, "
+                             f"eval_k={self.eval_k}")
         if self.engine_batch_tokens < 1:
             raise ValueError(f"engine_batch_tokens must be >= 1, got {self.engine_batch_tokens}")
 

@@ -13,6 +13,7 @@ def test_unknown_trackers_are_named():
     with pytest.raises(ValueError, match="unknown tracker\\(s\\) \\['mlflow'\\]"):
         TrainConfig(report_to=["tensorboard", "mlflow"])
     assert TrainConfig(report_to="none").report_to == [] and TrainConfig(report_to="wandb").report_to == ["wandb"]
+    assert TrainConfig(report_to="[tensorboard, wandb]").report_to == ["tensorboard", "wandb"]
 
 
 def test_wandb_offline_gets_every_record_and_a_resume_continues_its_run(tmp_path, monkeypatch, request):

@@ -135,5 +135,5 @@ OPTIONAL_ENVS = {"rlvr/ReasoningGym-v0": (reasoning_gym, "reasoning_gym")}
 TINY_DEFAULTS = {
     "rlvr/Calculator-v0": {"env_kwargs": {"parser": "pythonic", "template": "{prompt} ="}, "max_new_tokens": 48,
                            "warmstart_steps": 800, "warmstart_tool_prob": 0.2, "micro_batch_tokens": 1024,
-                           "steps": 20, "eval_k": 1},
+                           "steps": 20, "eval_k": 1, "lr": 1e-3},
 }

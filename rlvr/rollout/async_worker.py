@@ -114,8 +114,9 @@ class AsyncRollouts:
               engine_options: dict[str, Any], version: int, data_rng: np.random.Generator,
               saved: dict[str, Any] | None, evaluate_first: bool, sampler_state: dict[str, Any]) -> AsyncRollouts:
         """A worker starting from `policy` (the weights of step `version`) and continuing `saved`, a checkpoint's
-        in-flight batches, or else the learner's data stream and problem sampler (`sampler_state`). Unless `cfg.threads` sets both, the learner keeps
-        half the CPU's cores (this process's torch threads are set so) and the worker takes the other half."""
+        in-flight batches, or else the learner's data stream and problem sampler (`sampler_state`). Unless
+        `cfg.threads` sets both, the learner keeps half the CPU's cores (this process's torch threads are set so) and
+        the worker takes the other half."""
         saved = saved or {"k": cfg.async_rollouts, "in_flight": []}
         if saved["k"] != cfg.async_rollouts:
             raise ValueError(f"the checkpoint was written with async_rollouts={saved['k']}: resume with that "

@@ -1,8 +1,8 @@
 """Scorers from other libraries that `eval` a model's answer (reasoning-gym reads list answers with `eval`; sympy's
 `parse_expr`, which several of its scorers call, evaluates generated code) run under `no_code_execution()`. While
-it is active the builtins `eval` and `exec` are replaced: `exec` refuses text, and `eval` runs only an expression with no
-name or attribute that starts with `_`, no lambda or comprehension, no builtins reachable, and names bound only to
-plain data or to sympy's own objects (minus the few sympy functions that write files or compile code). So an answer
+it is active the builtins `eval` and `exec` are replaced: `exec` refuses text, and `eval` runs only an expression
+with no name or attribute that starts with `_`, no lambda or comprehension, no builtins reachable, and names bound to
+only plain data or sympy's own objects (minus the few sympy functions that write files or compile code). So an answer
 that is code (`__import__("os").system(...)`) is refused, not run, and the refusal is recorded for the verdict."""
 
 from __future__ import annotations
