@@ -82,7 +82,7 @@ def plot(rows: list[dict[str, Any]], path: Path, target: float) -> None:
             ax.plot(np.array(tokens) / 1e3, passed, color=color, alpha=0.8, label=name if i == 0 else None)
     ax.axhline(target, color="grey", linestyle=":", label=f"target {target:.0%}")
     ax.set(xlabel="generated tokens (thousands)", ylabel="held-out greedy pass@1",
-           title="mixed arithmetic levels: frontier curriculum vs uniform (one line per seed)")
+           title="mixed arithmetic: frontier curriculum vs uniform, a line per seed")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
