@@ -1,6 +1,7 @@
 """The frontier curriculum against uniform sampling on mixed-difficulty arithmetic.
 
     python bench/curriculum.py [--seeds 0 1 2] [--steps 60] [--levels 1 2 3 4 5] [--target 0.6] [--out DIR] [--report]
+                               [--set KEY=VALUE ...]
 
 Both sides train the demo's tiny model (DAPO, B = 32, G = 8, 8 new tokens) on rlvr/Arithmetic-v0 over the given
 levels, drawn uniformly, from one shared warm-started model per seed (the demo's warm-start on the same mixed
@@ -9,7 +10,9 @@ levels, saved once under bench/results/init/), each side its own `rlvr train` pr
 tracked pass rate p as floor + 4 p (1 - p). Every 5 steps both evaluate greedy pass@1 on the same 200 held-out
 problems (mixed levels, disjoint by content from training). Reported per side, mean over seeds: generated tokens
 (every completion of every round, dynamic sampling's refills included) until held-out pass@1 first reaches
---target, the final pass@1, and the final draw probability of each level.
+--target, the final pass@1, and the final draw probability of each level. `--set` passes further `rlvr train`
+overrides to both sides (`algo_kwargs.dynamic_sampling=False`: DAPO without its refills, where a group of equal
+rewards is generated and then carries no gradient).
 
 Prints a markdown table and writes `curriculum.json` and `curriculum.png` under --out.
 """
@@ -97,6 +100,7 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--target", type=float, default=0.6)
     parser.add_argument("--out", type=Path, default=Path("bench/results/curriculum"))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for both sides")
     parser.add_argument("--report", action="store_true", help="only redraw the table and figure from --out's JSON "
                                                                "(another --target, say)")
     args = parser.parse_args()
@@ -114,7 +118,7 @@ def main() -> None:
             cmd = [sys.executable, "-m", "rlvr.cli", "train", "--out-dir", str(out), "--steps", str(args.steps),
                    f"model={init}", f"seed={seed}", f"env_kwargs.level={args.levels}", "warmstart_steps=0",
                    "eval_every=5", "eval_k=1", "save_every=0", "progress=False", "report_to=[]",
-                   *[f"{k}={v}" for k, v in extra.items()]]
+                   *args.set, *[f"{k}={v}" for k, v in extra.items()]]
             subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
             rows.append({"side": name, "seed": seed, **side_result(out, args.target)})
             print(name, seed, {k: v for k, v in rows[-1].items() if k != "curve"}, flush=True)
