@@ -453,7 +453,6 @@ class Trainer:
 
     def train_step(self) -> dict[str, Any]:
         """One RL step: collect B groups, update on them, advance the step counter; returns the step's record."""
-        cfg = self.cfg
         t0 = time.perf_counter()
         groups, stats = self.parallel.from_main(self.next_batch)
         t_wait = time.perf_counter() - t0
@@ -463,9 +462,8 @@ class Trainer:
         self.step += 1
         if self.rollouts is not None:  # the worker loads these weights when its schedule reaches them
             self.rollouts.push(self.rollout_model, self.step, evaluate=self.eval_due(self.step))
-        tokens = stats["length"] * cfg.num_prompts * cfg.group_size * stats["gen/rounds"]
         t_step = time.perf_counter() - t0
-        record.update({"gen/tokens": tokens, "tokens_per_s": tokens / max(stats["time/gen"], 1e-9),
+        record.update({"tokens_per_s": stats["gen/tokens"] / max(stats["time/gen"], 1e-9),
                        "time/step": t_step, "time/wait": t_wait, "time/update": t_step - t_wait,
                        "time/elapsed": time.perf_counter() - self.started})
         return record

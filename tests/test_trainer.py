@@ -17,6 +17,7 @@ from rlvr.cli import main as cli_main
 from rlvr.envs.tasks.arithmetic import Arithmetic
 from rlvr.models import char_tokenizer, load_policy, tiny_model
 from rlvr.rollout.base import Sampling
+from rlvr.rollout.collector import refill_size
 from rlvr.rollout.hf import HFEngine
 from rlvr.trainer import TrainConfig, Trainer
 from rlvr.types import Completion, Problem, Verdict
@@ -114,8 +115,19 @@ def test_dynamic_sampling_keeps_only_mixed_groups_and_fills_the_batch(tmp_path):
     groups, stats = trainer.collector.collect()
     assert len(groups) == 8 and stats["gen/groups_kept"] == 8
     assert all(0 < g.num_correct < len(g) for g in groups)
-    assert stats["gen/groups_drawn"] == 8 * stats["gen/rounds"] and stats["gen/rounds"] > 1
+    assert 8 < stats["gen/groups_drawn"] <= 8 * stats["gen/rounds"] and stats["gen/rounds"] > 1
     assert stats["gen/groups_dropped"] == stats["gen/groups_drawn"] - 8
+
+
+@pytest.mark.parametrize("kept, drawn, expected", [
+    (0, 0, 32),  # the first round: a full batch
+    (0, 32, 32),  # nothing kept yet: no keep rate to go by
+    (24, 32, 14),  # 8 missing at keep rate 3/4: 8 * 4/3 * 1.25 = 13.3
+    (1, 32, 32),  # at most a batch
+    (31, 40, 2),  # one missing: 40/31 * 1.25 = 1.6
+])
+def test_a_refill_round_draws_the_missing_groups_over_the_keep_rate(kept, drawn, expected):
+    assert refill_size(32, kept, drawn) == expected
 
 
 def test_a_model_saved_to_disk_trains_through_the_model_path(tmp_path, capsys):

@@ -4,6 +4,7 @@ per episode, played turn by turn by `rlvr.rollout.episodes`)."""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import replace
@@ -134,17 +135,21 @@ class Collector:
         return out
 
     def collect(self) -> tuple[list[Group], dict[str, float]]:
-        """B groups to learn from; with dynamic sampling, draw more prompts until B are kept or rounds run out."""
-        cfg, kept, drawn, rounds, start = self.cfg, [], 0, 0, time.perf_counter()
+        """B groups to learn from; with dynamic sampling, draw more prompts until B are kept or rounds run out (a
+        refill round draws what the rounds so far say the missing groups need, not another B)."""
+        cfg, kept, drawn, rounds, tokens, start = self.cfg, [], 0, 0, 0, time.perf_counter()
         limit = self.algo.max_gen_rounds if self.algo.dynamic_sampling else 1
         while len(kept) < cfg.num_prompts and rounds < limit:
-            problems = self.sampler.draw(cfg.num_prompts, self.data_rng)
+            problems = self.sampler.draw(refill_size(cfg.num_prompts, len(kept), drawn), self.data_rng)
             if self.multi_turn:
                 groups, episodes = self.play(problems, cfg.group_size, self.sampling, held_out=False)
-            else:
+            elif len(problems) == cfg.num_prompts:
                 groups, episodes = self.episodes(self.venv, self.sampling, {"problems": problems}), []
+            else:  # a smaller refill round: a vector env of its size
+                groups, episodes = self.rollout(problems, cfg.group_size, self.sampling, held_out=False), []
             self.sampler.update(groups)  # every group drawn, the filtered ones too: they tell what is too easy
             drawn, rounds = drawn + len(groups), rounds + 1
+            tokens += sum(c.num_sampled for g in groups for c in g.completions)
             kept.extend(self.algo.select(groups))
             if rounds == 1:
                 first, played = groups, episodes  # statistics describe the policy, before any filtering
@@ -158,8 +163,21 @@ class Collector:
             "length": float(np.mean([c.num_sampled for c in completions])),
             "truncated": float(np.mean([c.truncated for c in completions])),
             "gen/groups_drawn": drawn, "gen/groups_kept": len(kept), "gen/groups_dropped": drawn - len(kept),
-            "gen/rounds": rounds, "time/gen": time.perf_counter() - start, **self.sampler.metrics()}
+            "gen/rounds": rounds, "gen/tokens": tokens, "time/gen": time.perf_counter() - start,
+            **self.sampler.metrics()}
         if played:
             stats["episode/turns"] = float(np.mean([len(e.turns) for e in played]))
             stats["episode/tool_calls"] = float(np.mean([e.tool_calls for e in played]))
         return kept, stats
+
+
+REFILL_MARGIN = 1.25  # a refill draws this much more than the expected need, so that one more round mostly suffices
+
+
+def refill_size(batch: int, kept: int, drawn: int) -> int:
+    """How many prompts the next round draws: B at first (and while nothing was kept), then the missing groups over
+    the keep rate seen so far, with a margin, at most B. Drawing another full B for the last few groups (as a fixed
+    generation batch does) generates groups that are then thrown away unused."""
+    if drawn == 0 or kept == 0:
+        return batch
+    return min(batch, math.ceil((batch - kept) * drawn / kept * REFILL_MARGIN))
