@@ -117,6 +117,10 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: torch's default, every core); 1 is fastest for a tiny model when
     # other jobs share the CPU
+    # bitwise-reproducible runs, so an exact --resume, on any number of threads: torch's deterministic algorithms
+    # (on CPU the backward of indexing, index_put with accumulation, otherwise sums in thread order; on CUDA also
+    # cuBLAS's fixed workspace). False trades that for the faster kernels, on a GPU say
+    deterministic: bool = True
     chat_template: bool = True  # render chat messages with the tokenizer's template when it has one
     progress: bool = True
     # trackers besides out_dir/metrics.jsonl: "tensorboard" (out_dir/tensorboard, when installed), "wandb" (Weights &

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import signal
 import time
@@ -57,6 +58,11 @@ class Trainer:
         self.is_main = self.parallel.is_main  # the process that rolls out, evaluates, logs and saves
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        self._determinism_before = (torch.are_deterministic_algorithms_enabled(),
+                                    torch.is_deterministic_algorithms_warn_only_enabled())
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS first starts
+            torch.use_deterministic_algorithms(True, warn_only=True)  # ops without a deterministic kernel warn
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.out = Path(cfg.out_dir)
@@ -132,12 +138,15 @@ class Trainer:
 
     def close(self) -> None:
         """Stop what this trainer started: its rollout worker, its verifier executor's workers, its engine's workers
-        or Ray actors, and the metrics writer. `with Trainer(cfg) as trainer:` closes it at the end of the block."""
+        or Ray actors, and the metrics writer, and give torch its determinism setting back. `with Trainer(cfg) as
+        trainer:` closes it at the end of the block."""
         self.stop_rollouts()
         for part in (self.executor, self.engine):
             if hasattr(part, "close"):
                 part.close()
         self.metrics.close()
+        mode, warn_only = self._determinism_before  # torch's setting is the process's: give it back
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
 
     def __enter__(self) -> Trainer:
         return self

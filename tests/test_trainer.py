@@ -423,3 +423,24 @@ def test_engines_come_from_one_factory(tmp_path):
     assert load_policy(str(tmp_path / "b"))[0].state_dict().keys() == model.state_dict().keys()
     with pytest.raises(ValueError, match="engine must be one of"):
         Trainer(easy_config(tmp_path, engine="sglang"))
+
+
+def test_the_trainer_runs_torch_deterministically_and_gives_the_setting_back(tmp_path):
+    """Exact resume needs bitwise-repeatable steps on any number of threads. The learner's backward of indexing is
+    index_put with accumulation, which on CPU sums duplicate indices in thread order unless torch runs its
+    deterministic algorithms; the trainer turns them on (deterministic=True, the default) and restores the
+    process's setting when it closes."""
+    assert not torch.are_deterministic_algorithms_enabled()
+    threads = torch.get_num_threads()
+    g = torch.Generator().manual_seed(0)
+    index, values = torch.randint(0, 64, (4096,), generator=g), torch.randn(4096, 2048, generator=g)
+    with Trainer(easy_config(tmp_path, threads=2)) as trainer:
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        sums = {torch.zeros(64, 2048).index_put((index,), values, accumulate=True).numpy().tobytes()
+                for _ in range(10)}
+        assert len(sums) == 1
+        trainer.train_step()
+    assert not torch.are_deterministic_algorithms_enabled()
+    with Trainer(easy_config(tmp_path, deterministic=False)):
+        assert not torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
