@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import signal
 import time
@@ -30,6 +29,7 @@ from rlvr.algorithms.core import fit_generation_budget
 from rlvr.algorithms.correction import BehaviourCorrection, behaviour_weights, mismatch_k3
 from rlvr.batch import PolicyBatch, build_batch, micro_batches, token_logprobs
 from rlvr.chat import ensure_chat_template
+from rlvr.determinism import deterministic_algorithms
 from rlvr.config import TrainConfig
 from rlvr.envs.multiturn import MultiTurnEnv
 from rlvr.envs.prompt_env import PromptEnv
@@ -58,11 +58,7 @@ class Trainer:
         self.is_main = self.parallel.is_main  # the process that rolls out, evaluates, logs and saves
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self._determinism_before = (torch.are_deterministic_algorithms_enabled(),
-                                    torch.is_deterministic_algorithms_warn_only_enabled())
-        if cfg.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS first starts
-            torch.use_deterministic_algorithms(True, warn_only=True)  # ops without a deterministic kernel warn
+        self.restore_determinism = deterministic_algorithms(cfg.deterministic)  # torch's setting is the process's
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.out = Path(cfg.out_dir)
@@ -145,8 +141,7 @@ class Trainer:
             if hasattr(part, "close"):
                 part.close()
         self.metrics.close()
-        mode, warn_only = self._determinism_before  # torch's setting is the process's: give it back
-        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        self.restore_determinism()
 
     def __enter__(self) -> Trainer:
         return self

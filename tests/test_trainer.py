@@ -430,7 +430,7 @@ def test_the_trainer_runs_torch_deterministically_and_gives_the_setting_back(tmp
     index_put with accumulation, which on CPU sums duplicate indices in thread order unless torch runs its
     deterministic algorithms; the trainer turns them on (deterministic=True, the default) and restores the
     process's setting when it closes."""
-    assert not torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(False)  # a trainer an earlier test did not close left it on
     threads = torch.get_num_threads()
     g = torch.Generator().manual_seed(0)
     index, values = torch.randint(0, 64, (4096,), generator=g), torch.randn(4096, 2048, generator=g)
