@@ -41,6 +41,7 @@ TIMING = {"sync": {"async_rollouts": 0}, "sync, 1 thread": {"async_rollouts": 0,
           "async=2, lr 1e-3": {"async_rollouts": 2, "lr": 1e-3},
           "async=2, lr 1e-3, IcePop mask": {"async_rollouts": 2, "lr": 1e-3, "is_correction": "token_mask",
                                             "is_cap": 2.0, "is_mask_low": 0.5}}
+SYNC_AT_LR = {None: "sync", 1e-3: "sync, lr 1e-3"}  # each side's baseline: the synchronous trainer at its lr
 REPEATED = ("sync", "async=1", "sync, lr 1e-3", "async=1, lr 1e-3")  # timed --repeats times, medians reported
 MISMATCH = {"none": None, "token_truncate": "token_truncate", "token_mask": "token_mask",
             "sequence_truncate": "sequence_truncate", "sequence_mask": "sequence_mask"}
@@ -124,12 +125,12 @@ def summarise(rows: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
 
 def tables(rows: list[dict[str, Any]]) -> str:
     timing = summarise(rows, "timing")
-    syncs = {r["side"]: r for r in timing if r["side"].startswith("sync") and "thread" not in r["side"]}
+    by_side = {r["side"]: r for r in timing}
     lines = ["| rollouts | seeds x repeats | RL wall (s) | steps/s | vs sync | learner idle | engine idle | "
              "staleness | "
              "pass@1 start | pass@1 after the steps |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in timing:  # each side against the synchronous trainer at its learning rate
-        base = syncs.get("sync" + ("" if ", lr " not in r["side"] else ", lr " + r["side"].split(", lr ")[1][:4]))
+        base = by_side.get(SYNC_AT_LR[TIMING[r["side"]].get("lr")])
         speedup = f"{r['steps_per_s'] / base['steps_per_s']:.2f}x" if base else "-"
         lines.append(f"| {r['side']} | {r['seeds']} x {r['repeats']} | {r['rl_wall_s']:.1f} | {r['steps_per_s']:.3f} | "
                      f"{speedup} | "

@@ -29,8 +29,8 @@ from rlvr.algorithms.core import fit_generation_budget
 from rlvr.algorithms.correction import BehaviourCorrection, behaviour_weights, mismatch_k3
 from rlvr.batch import PolicyBatch, build_batch, micro_batches, token_logprobs
 from rlvr.chat import ensure_chat_template
-from rlvr.determinism import deterministic_algorithms
 from rlvr.config import TrainConfig
+from rlvr.determinism import deterministic_algorithms
 from rlvr.envs.multiturn import MultiTurnEnv
 from rlvr.envs.prompt_env import PromptEnv
 from rlvr.lm_head import check_output_head
